@@ -1,0 +1,18 @@
+//! loyalty-scorer: scores retail purchase streams for loyalty programs.
+//!
+//! The data path, in order:
+//!
+//! 1. [`decode`]: message bytes -> [`event::Event`] (zero-copy, simd-json) or a
+//!    [`decode::DecodeError`] carrying the contract's reason code.
+//! 2. [`state`]: the member's state, loaded from a [`state::StateStore`].
+//! 3. [`rules`]: the program model and the engine that applies it to one event
+//!    and one member's state; pure and synchronous, no I/O.
+//! 4. [`output`]: the reward event, encoded as JSON; dead letters.
+//! 5. [`pipeline`]: drives 1-4 over a stream of messages and hands the results to
+//!    a [`pipeline::Sink`] (a file for `score`, a report for `simulate`).
+//!
+//! [`simulate`] aggregates the outcomes of a run into the cost report.
+
+pub mod decode;
+pub mod event;
+pub mod rules;
