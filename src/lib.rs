@@ -13,6 +13,10 @@
 //!
 //! [`simulate`] aggregates the outcomes of a run into the cost report.
 
+pub mod commands;
 pub mod decode;
 pub mod event;
+pub mod output;
+pub mod pipeline;
 pub mod rules;
+pub mod state;

@@ -31,3 +31,8 @@ pub fn load_str(file: &str, text: &str) -> Result<Program, Vec<Diagnostic>> {
         message: "not implemented".into(),
     }])
 }
+
+/// One-line summary of a valid program.
+pub fn summary(program: &Program) -> String {
+    program.id.clone()
+}

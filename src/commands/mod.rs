@@ -1,0 +1,150 @@
+//! The offline commands: argument definitions and what each command does
+//! with the library. Errors here are `anyhow` with context: they end the
+//! command with a message, never a panic.
+
+pub mod check_rules;
+pub mod score;
+pub mod simulate;
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, IsTerminal};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::decode::DEFAULT_MAX_MESSAGE_BYTES;
+use crate::rules::engine::Settings;
+use crate::rules::load;
+use crate::rules::{Program, ProgramSet};
+
+#[derive(Debug, Parser)]
+#[command(name = "loyalty-scorer", version, about = "Scores retail purchase streams for loyalty programs")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Score a JSON-lines file of events, in order, and write one reward event per line.
+    Score(ScoreArgs),
+    /// Validate rules files; print a summary of each, or every problem found.
+    CheckRules(CheckRulesArgs),
+    /// Score a file in memory and report what the program would cost.
+    Simulate(SimulateArgs),
+}
+
+/// Options shared by the commands that score a stream.
+#[derive(Debug, Args)]
+pub struct StreamArgs {
+    /// Rules file of a program; repeat for several programs (the first is the default).
+    #[arg(long = "rules", required = true, value_name = "FILE")]
+    pub rules: Vec<PathBuf>,
+    /// Days of event time outcomes are kept for refunds and repeated event ids.
+    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(i64).range(1..=36_500))]
+    pub retention_days: i64,
+    /// Largest message accepted; larger ones are dead letters (`too_large`).
+    #[arg(long, default_value_t = DEFAULT_MAX_MESSAGE_BYTES)]
+    pub max_message_bytes: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct ScoreArgs {
+    #[command(flatten)]
+    pub stream: StreamArgs,
+    /// Events to score, one JSON object per line (`-`: standard input).
+    #[arg(long, default_value = "-", value_name = "FILE")]
+    pub input: PathBuf,
+    /// Where reward events go (`-`: standard output).
+    #[arg(long, default_value = "-", value_name = "FILE")]
+    pub output: PathBuf,
+    /// Where dead letters go, one JSON object per line (default: standard error).
+    #[arg(long, value_name = "FILE")]
+    pub dlq: Option<PathBuf>,
+    /// Member state: `memory` (embedded, nothing kept after the run).
+    #[arg(long, default_value = "memory")]
+    pub state: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckRulesArgs {
+    /// Rules files to validate.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    #[command(flatten)]
+    pub stream: StreamArgs,
+    /// Events to score, one JSON object per line (`-`: standard input).
+    #[arg(long, value_name = "FILE")]
+    pub input: PathBuf,
+    /// Print the report as JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn is_stdio(path: &Path) -> bool {
+    path.as_os_str() == "-"
+}
+
+/// Loads every rules file, reporting all problems of all files at once.
+pub fn load_programs(paths: &[PathBuf]) -> anyhow::Result<ProgramSet> {
+    let mut programs: Vec<Arc<Program>> = Vec::with_capacity(paths.len());
+    let mut problems = Vec::new();
+    for path in paths {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read rules file {}", path.display()))?;
+        match load::load_str(&path.display().to_string(), &text) {
+            Ok(program) => {
+                if let Some(other) = programs.iter().find(|p| p.id == program.id) {
+                    problems.push(format!(
+                        "{}: program id {:?} is already used by another --rules file ({} {}); give each program its own id",
+                        path.display(),
+                        program.id,
+                        other.id,
+                        other.currency
+                    ));
+                }
+                programs.push(Arc::new(program));
+            }
+            Err(diagnostics) => problems.extend(diagnostics.iter().map(ToString::to_string)),
+        }
+    }
+    if !problems.is_empty() {
+        bail!("invalid rules:\n{}", problems.join("\n"));
+    }
+    ProgramSet::new(programs).context("no rules file given")
+}
+
+pub fn settings(args: &StreamArgs) -> Settings {
+    Settings { retention_days: args.retention_days }
+}
+
+/// Opens the input, and its length when known (for progress).
+pub fn open_input(path: &Path) -> anyhow::Result<(Box<dyn BufRead>, Option<u64>)> {
+    if is_stdio(path) {
+        return Ok((Box::new(BufReader::with_capacity(1 << 16, io::stdin())), None));
+    }
+    let file = File::open(path).with_context(|| format!("cannot open input {}", path.display()))?;
+    let len = file.metadata().ok().map(|m| m.len());
+    Ok((Box::new(BufReader::with_capacity(1 << 16, file)), len))
+}
+
+/// A progress bar on stderr when it is a terminal, else nothing.
+pub fn progress_bar(len: Option<u64>) -> Option<indicatif::ProgressBar> {
+    if !io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = match len {
+        Some(len) => indicatif::ProgressBar::new(len).with_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        ),
+        None => indicatif::ProgressBar::new_spinner(),
+    };
+    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(4));
+    Some(bar)
+}

@@ -1,0 +1,158 @@
+//! The data path for one message: decode -> member state -> rules -> reward.
+//!
+//! [`Scorer`] owns everything one stream needs (programs, decoder, engine
+//! scratch, state store) and turns each message into a [`Disposition`] that
+//! it hands to a [`Sink`]. `score` writes dispositions to files, `simulate`
+//! aggregates them; the same path serves every command.
+//!
+//! Invariant: an event changes member state at most once. A repeated
+//! `event_id` of a member finds its first outcome and re-emits it unchanged,
+//! before the engine runs.
+
+use std::io::{self, BufRead};
+
+use crate::decode::{DecodeError, Decoder};
+use crate::event::{Event, Micros};
+use crate::output;
+use crate::rules::engine::{self, Outcome, Settings};
+use crate::rules::{Program, ProgramSet};
+use crate::state::{EventRecord, StateStore};
+
+/// What became of one message.
+#[derive(Debug)]
+pub enum Disposition<'a> {
+    /// A new outcome: the reward event to emit, and what it is made of.
+    Scored {
+        program: &'a Program,
+        event: &'a Event<'a>,
+        outcome: &'a Outcome,
+        reward: &'a [u8],
+    },
+    /// A repeated `event_id`: the first outcome's reward event, unchanged.
+    Repeat { reward: &'a [u8] },
+    /// A valid event without a member: counted, nothing emitted.
+    Anonymous { program: &'a Program },
+    /// Invalid input, for the dead-letter path.
+    Dead(DecodeError),
+}
+
+/// Receives every message's disposition, in input order.
+pub trait Sink {
+    /// `position` numbers messages from 1 (a line number for files);
+    /// `message` is the input as received.
+    fn accept(&mut self, position: u64, message: &[u8], disposition: Disposition<'_>) -> io::Result<()>;
+}
+
+/// How many new outcomes between two sweeps of expired records.
+const PRUNE_EVERY: u64 = 1 << 20;
+
+/// Scores messages one at a time against a state store.
+#[derive(Debug)]
+pub struct Scorer<S> {
+    programs: ProgramSet,
+    settings: Settings,
+    decoder: Decoder,
+    outcome: Outcome,
+    reward: Vec<u8>,
+    store: S,
+    /// Latest `occurred_at` scored: the clock of record retention.
+    watermark: Micros,
+    since_prune: u64,
+}
+
+impl<S: StateStore> Scorer<S> {
+    pub fn new(programs: ProgramSet, settings: Settings, max_message_bytes: usize, store: S) -> Self {
+        Self {
+            programs,
+            settings,
+            decoder: Decoder::new(max_message_bytes),
+            outcome: Outcome::default(),
+            reward: Vec::with_capacity(1024),
+            store,
+            watermark: Micros(0),
+            since_prune: 0,
+        }
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    pub fn programs(&self) -> &ProgramSet {
+        &self.programs
+    }
+
+    /// Scores one message and hands its disposition to `sink`.
+    pub fn score(&mut self, position: u64, message: &[u8], sink: &mut dyn Sink) -> io::Result<()> {
+        let event = match self.decoder.decode(message, &self.programs) {
+            Ok(event) => event,
+            Err(error) => return sink.accept(position, message, Disposition::Dead(error)),
+        };
+        let Some(program) = self.programs.get(event.program) else {
+            // The decoder only yields indexes of configured programs.
+            return Err(io::Error::other("decoder returned an unknown program index"));
+        };
+        let Some(member_id) = event.member_id else {
+            return sink.accept(position, message, Disposition::Anonymous { program });
+        };
+        let (state, budgets) = self.store.member(&program.id, member_id);
+        if let Some(record) = state.events.get(event.event_id) {
+            return sink.accept(position, message, Disposition::Repeat { reward: record.reward.as_bytes() });
+        }
+        engine::apply(program, &self.settings, state, budgets, &event, &mut self.outcome);
+        self.reward.clear();
+        output::write_reward(&mut self.reward, program, &event, &self.outcome);
+        // The reward is ASCII-escaped JSON built from valid UTF-8 strings.
+        let reward = String::from_utf8_lossy(&self.reward).into_owned().into_boxed_str();
+        state.events.insert(
+            event.event_id.into(),
+            EventRecord { occurred_at: event.occurred_at, reward, purchase: self.outcome.purchase },
+        );
+        self.watermark = self.watermark.max(event.occurred_at);
+        self.since_prune += 1;
+        if self.since_prune >= PRUNE_EVERY {
+            self.since_prune = 0;
+            self.store.prune(self.watermark, self.settings.retention_days);
+        }
+        sink.accept(
+            position,
+            message,
+            Disposition::Scored { program, event: &event, outcome: &self.outcome, reward: &self.reward },
+        )
+    }
+}
+
+/// Scores a JSON-lines stream in order, one line at a time (never the whole
+/// input in memory). Blank lines (spaces, tabs, CR) are skipped; a line's
+/// terminating `\n` or `\r\n` is not part of the message. Calls `progress`
+/// with the bytes read so far after each line.
+pub fn score_lines<S: StateStore>(
+    scorer: &mut Scorer<S>,
+    mut input: impl BufRead,
+    sink: &mut dyn Sink,
+    mut progress: impl FnMut(u64),
+) -> io::Result<()> {
+    let mut line = Vec::with_capacity(4096);
+    let mut number = 0u64;
+    let mut read = 0u64;
+    loop {
+        line.clear();
+        let n = input.read_until(b'\n', &mut line)?;
+        if n == 0 {
+            return Ok(());
+        }
+        number += 1;
+        read += n as u64;
+        if line.last() == Some(&b'\n') {
+            line.pop();
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+        }
+        if line.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r')) {
+            continue;
+        }
+        scorer.score(number, &line, sink)?;
+        progress(read);
+    }
+}

@@ -1,0 +1,532 @@
+//! The engine: applies a program to one event of one member.
+//!
+//! Pure and synchronous: it reads the program, the event and the member's
+//! state, and writes the new state and an [`Outcome`]; no I/O, no clock, no
+//! randomness, so the same inputs always give the same outputs. The steps
+//! follow the contract's section 4 in order (expiry, then the kind's own
+//! steps); each is a small function below.
+//!
+//! Scratch space lives in [`Outcome`] and is reused from one event to the
+//! next, so a warm engine allocates nothing per event.
+
+use rust_decimal::Decimal;
+
+use crate::event::{Event, Kind, Micros};
+use crate::rules::model::{Basis, Downgrade, Filters, Program, Rule, RuleKind, StampCount};
+use crate::rules::round::scaled;
+use crate::rules::time::Local;
+use crate::state::{Budgets, Lot, MemberState, PurchaseRecord};
+
+/// Settings of the scorer that are not part of a program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// How long (days of event time) outcomes are kept for refunds and repeats.
+    pub retention_days: i64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self { retention_days: 90 }
+    }
+}
+
+/// One line of the breakdown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Line {
+    Expired,
+    Base,
+    /// The tier bonus of `Program::tiers[i]`.
+    Tier(usize),
+    /// The bonus rule `Program::rules[i]`.
+    Rule(usize),
+    Redeem,
+    Refund,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Status {
+    #[default]
+    Scored,
+    /// A redeem the balance does not cover.
+    Rejected,
+}
+
+/// A stamp card this event touched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StampTouch {
+    /// Index of the stamp card rule.
+    pub rule: usize,
+    /// Stamps on the card after the event.
+    pub stamps: u32,
+    /// Cards completed by this event.
+    pub completed: u32,
+}
+
+/// What one event did: the content of its reward event, and the figures
+/// reports aggregate.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outcome {
+    pub status: Status,
+    /// A refund whose original purchase is not known.
+    pub original_unknown: bool,
+    /// Breakdown in evaluation order; lines with 0 points are kept here and
+    /// left out of the reward event.
+    pub lines: Vec<(Line, i64)>,
+    /// Gifts unlocked, as indexes of the rules that award them, in order.
+    pub gifts: Vec<usize>,
+    pub stamps: Vec<StampTouch>,
+    pub tier_before: usize,
+    pub tier_after: usize,
+    pub qualifying_spend: Decimal,
+    /// Net change of the balance: the sum of `lines`.
+    pub points: i64,
+    pub balance: i64,
+    /// Purchase: its eligible spend. Refund: the qualifying spend it removed.
+    pub spend: Decimal,
+    /// Set for a scored purchase: what its refunds will need.
+    pub purchase: Option<PurchaseRecord>,
+}
+
+impl Outcome {
+    fn clear(&mut self) {
+        self.status = Status::Scored;
+        self.original_unknown = false;
+        self.lines.clear();
+        self.gifts.clear();
+        self.stamps.clear();
+        self.spend = Decimal::ZERO;
+        self.purchase = None;
+    }
+
+    /// Points of the breakdown lines that are not `expired`.
+    pub fn earned(&self) -> i64 {
+        self.lines.iter().filter(|(l, _)| *l != Line::Expired).map(|(_, p)| p).sum()
+    }
+}
+
+/// Applies `event` (which belongs to `program` and names a member) to the
+/// member's `state`, writing what happened to `out`. The caller has checked
+/// that the event is not a repeat.
+pub fn apply(
+    program: &Program,
+    settings: &Settings,
+    state: &mut MemberState,
+    budgets: &mut dyn Budgets,
+    event: &Event<'_>,
+    out: &mut Outcome,
+) {
+    out.clear();
+    let local = Local::of(event.occurred_at, program.timezone);
+    out.tier_before = tier_index(program, &state.tier);
+
+    let expired = expire(program, state, event.occurred_at);
+    push_line(out, Line::Expired, -expired);
+
+    match event.kind {
+        Kind::Purchase => purchase(program, settings, state, budgets, event, &local, out),
+        Kind::Refund => refund(program, settings, state, event, &local, out),
+        Kind::Redeem => {
+            if state.balance() >= event.points {
+                debit(state, event.points);
+                push_line(out, Line::Redeem, -event.points);
+            } else {
+                out.status = Status::Rejected;
+            }
+        }
+    }
+
+    out.points = out.lines.iter().map(|(_, p)| p).sum();
+    out.balance = state.balance();
+    out.tier_after = tier_index(program, &state.tier);
+    out.qualifying_spend = qualifying_spend(program, state, local.month);
+}
+
+fn push_line(out: &mut Outcome, line: Line, points: i64) {
+    if points != 0 {
+        out.lines.push((line, points));
+    }
+}
+
+/// Index of a tier by name; a name the program no longer has (its rules
+/// changed) reads as the lowest tier.
+fn tier_index(program: &Program, name: &str) -> usize {
+    program.tiers.iter().position(|t| t.name == name).unwrap_or(0)
+}
+
+/// Removes the lots earned more than `points_ttl_days` x 24 h before `now`;
+/// returns the points removed.
+fn expire(program: &Program, state: &mut MemberState, now: Micros) -> i64 {
+    let Some(ttl) = program.expiry.points_ttl_days else {
+        return 0;
+    };
+    let cutoff = Micros(now.0.saturating_sub(ttl.saturating_mul(Micros::PER_DAY)));
+    let mut expired = 0;
+    state.lots.retain(|lot| {
+        let keep = lot.earned_at >= cutoff;
+        if !keep {
+            expired += lot.points;
+        }
+        keep
+    });
+    expired
+}
+
+/// Spends `points` from the oldest lots first; what they cannot cover
+/// becomes debt.
+fn debit(state: &mut MemberState, points: i64) {
+    let mut left = points;
+    let mut used = 0;
+    for lot in &mut state.lots {
+        if left == 0 {
+            break;
+        }
+        let take = left.min(lot.points);
+        lot.points -= take;
+        left -= take;
+        if lot.points == 0 {
+            used += 1;
+        }
+    }
+    state.lots.drain(..used);
+    state.debt += left;
+}
+
+/// Pays off the debt first, then keeps the rest as a lot earned at `at`.
+fn credit(state: &mut MemberState, at: Micros, points: i64) {
+    let paid = points.min(state.debt);
+    state.debt -= paid;
+    let rest = points - paid;
+    if rest > 0 {
+        // Events may arrive out of event-time order; keep lots oldest first.
+        let pos = state.lots.partition_point(|l| l.earned_at <= at);
+        state.lots.insert(pos, Lot { earned_at: at, points: rest });
+    }
+}
+
+fn filters_hold(filters: &Filters, event: &Event<'_>, local: &Local, tier: usize, program: &Program) -> bool {
+    fn listed(list: &Option<Vec<String>>, value: Option<&str>) -> bool {
+        match list {
+            None => true,
+            Some(list) => value.is_some_and(|v| list.iter().any(|x| x == v)),
+        }
+    }
+    let _ = program;
+    filters.valid_from.is_none_or(|from| event.occurred_at >= from)
+        && filters.valid_to.is_none_or(|to| event.occurred_at < to)
+        && filters.days.is_none_or(|days| days & (1 << local.weekday) != 0)
+        && filters
+            .hours
+            .is_none_or(|(start, end)| (start..end).contains(&local.minute_of_day))
+        && listed(&filters.stores, event.store_id)
+        && listed(&filters.channels, event.channel)
+        && listed(&filters.merchants, event.merchant_id)
+        && filters.tiers.as_ref().is_none_or(|tiers| tiers.contains(&tier))
+}
+
+fn in_categories(categories: &[String], category: Option<&str>) -> bool {
+    category.is_some_and(|c| categories.iter().any(|x| x == c))
+}
+
+fn purchase(
+    program: &Program,
+    settings: &Settings,
+    state: &mut MemberState,
+    budgets: &mut dyn Budgets,
+    event: &Event<'_>,
+    local: &Local,
+    out: &mut Outcome,
+) {
+    let rounding = program.rounding;
+    let rate = program.earn_rate(event.merchant_id);
+    let excluded: Decimal = event
+        .items
+        .iter()
+        .filter(|i| program.is_excluded(i.category))
+        .map(|i| i.amount)
+        .sum();
+    let eligible = (event.total - excluded).max(Decimal::ZERO);
+    out.spend = eligible;
+
+    // Earning lines are kept even at 0 until caps have cut, so the cut walks
+    // the real evaluation order; zeros are dropped at the end.
+    let first_earning = out.lines.len();
+    let base = rounding.points(eligible * rate);
+    out.lines.push((Line::Base, base));
+    let tier = &program.tiers[out.tier_before];
+    if tier.multiplier != Decimal::ONE {
+        out.lines.push((Line::Tier(out.tier_before), rounding.points(Decimal::from(base) * (tier.multiplier - Decimal::ONE))));
+    }
+
+    for (index, rule) in program.rules.iter().enumerate() {
+        if matches!(rule.kind, RuleKind::Milestone { .. })
+            || !filters_hold(&rule.filters, event, local, out.tier_before, program)
+        {
+            continue;
+        }
+        let points = bonus(program, rule, index, state, event, rate, eligible, out);
+        let points = match rule.budget_points {
+            Some(budget) => points.min((budget - budgets.spent(&program.id, &rule.id)).max(0)),
+            None => points,
+        };
+        out.lines.push((Line::Rule(index), points));
+    }
+
+    let mut earned: i64 = out.lines[first_earning..].iter().map(|(_, p)| p).sum();
+    if let Some(max) = program.caps.max_points_per_event {
+        earned -= cut(&mut out.lines[first_earning..], earned - max);
+    }
+    if let Some(max) = program.caps.max_points_per_member_per_day {
+        let today = state.daily_earned.iter().find(|(d, _)| *d == local.day).map_or(0, |(_, p)| *p);
+        earned -= cut(&mut out.lines[first_earning..], earned - (max - today).max(0));
+    }
+    for &(line, points) in &out.lines[first_earning..] {
+        if let Line::Rule(index) = line {
+            let rule = &program.rules[index];
+            if rule.budget_points.is_some() && points > 0 {
+                budgets.charge(&program.id, &rule.id, points);
+            }
+        }
+    }
+    out.lines.retain(|(_, p)| *p != 0);
+
+    add_daily(state, local.day, earned);
+    let lifetime_before = state.lifetime_earned;
+    state.lifetime_earned += earned;
+    for (index, rule) in program.rules.iter().enumerate() {
+        if let RuleKind::Milestone { thresholds, gift } = &rule.kind {
+            if gift.is_some() && filters_hold(&rule.filters, event, local, out.tier_before, program) {
+                let crossed = thresholds
+                    .iter()
+                    .filter(|&&t| lifetime_before < t && t <= state.lifetime_earned)
+                    .count();
+                out.gifts.extend(std::iter::repeat_n(index, crossed));
+            }
+        }
+    }
+
+    credit(state, event.occurred_at, earned);
+    add_spend(program, settings, state, local.month, eligible);
+    let computed = computed_tier(program, state, local.month);
+    let held = out.tier_before;
+    let new_tier = match program.qualification.downgrade {
+        Downgrade::Never => computed.max(held),
+        Downgrade::Immediate => computed,
+    };
+    set_tier(program, state, new_tier);
+    state.purchases += 1;
+    out.purchase = Some(PurchaseRecord {
+        total: event.total,
+        points: earned,
+        eligible,
+        month: local.month,
+        refunded: Decimal::ZERO,
+        points_reversed: 0,
+        spend_reversed: Decimal::ZERO,
+    });
+}
+
+/// Points of one bonus rule whose filters hold (before budget and caps);
+/// records its stamps and gifts.
+#[expect(clippy::too_many_arguments, reason = "one call site; a struct would only rename the arguments")]
+fn bonus(
+    program: &Program,
+    rule: &Rule,
+    index: usize,
+    state: &mut MemberState,
+    event: &Event<'_>,
+    rate: Decimal,
+    eligible: Decimal,
+    out: &mut Outcome,
+) -> i64 {
+    let counted = || event.items.iter().filter(|i| !program.is_excluded(i.category));
+    match &rule.kind {
+        RuleKind::CategoryMultiplier { categories, multiplier } => {
+            let amount: Decimal = counted().filter(|i| in_categories(categories, i.category)).map(|i| i.amount).sum();
+            program.rounding.points(amount * rate * (*multiplier - Decimal::ONE))
+        }
+        RuleKind::BasketThreshold { min_spend, bonus_points, gift } => {
+            if eligible < *min_spend {
+                return 0;
+            }
+            if gift.is_some() {
+                out.gifts.push(index);
+            }
+            *bonus_points
+        }
+        RuleKind::StampCard { categories, count, stamps_required, bonus_points, gift } => {
+            let stamps: u64 = match (categories, count) {
+                (Some(c), StampCount::Items) => {
+                    counted().filter(|i| in_categories(c, i.category)).map(|i| u64::from(i.quantity)).sum()
+                }
+                (Some(c), StampCount::Purchases) => u64::from(counted().any(|i| in_categories(c, i.category))),
+                (None, StampCount::Items) if event.items.is_empty() => 1,
+                (None, StampCount::Items) => counted().map(|i| u64::from(i.quantity)).sum(),
+                (None, StampCount::Purchases) => u64::from(event.items.is_empty() || counted().next().is_some()),
+            };
+            if stamps == 0 {
+                return 0;
+            }
+            let slot = match state.stamps.iter().position(|(id, _)| *id == rule.id) {
+                Some(slot) => slot,
+                None => {
+                    state.stamps.push((rule.id.clone(), 0));
+                    state.stamps.len() - 1
+                }
+            };
+            let total = u64::from(state.stamps[slot].1) + stamps;
+            let required = u64::from(*stamps_required);
+            let completed = total / required;
+            let left = (total % required) as u32;
+            state.stamps[slot].1 = left;
+            let completed = u32::try_from(completed).unwrap_or(u32::MAX);
+            out.stamps.push(StampTouch { rule: index, stamps: left, completed });
+            if gift.is_some() {
+                out.gifts.extend(std::iter::repeat_n(index, completed as usize));
+            }
+            bonus_points.saturating_mul(i64::from(completed))
+        }
+        RuleKind::FirstPurchase { bonus_points } => {
+            if state.purchases == 0 {
+                *bonus_points
+            } else {
+                0
+            }
+        }
+        RuleKind::Milestone { .. } => 0,
+    }
+}
+
+/// Takes `excess` points (when positive) from the last lines first; returns
+/// what it took.
+fn cut(lines: &mut [(Line, i64)], excess: i64) -> i64 {
+    let mut left = excess.max(0);
+    for (_, points) in lines.iter_mut().rev() {
+        if left == 0 {
+            break;
+        }
+        let take = left.min(*points);
+        *points -= take;
+        left -= take;
+    }
+    excess.max(0) - left
+}
+
+fn add_daily(state: &mut MemberState, day: i32, points: i64) {
+    match state.daily_earned.iter_mut().find(|(d, _)| *d == day) {
+        Some((_, p)) => *p += points,
+        None => {
+            state.daily_earned.push((day, points));
+            // Only recent days can still be capped; late events older than
+            // a month start a fresh count.
+            let newest = state.daily_earned.iter().map(|(d, _)| *d).max().unwrap_or(day);
+            state.daily_earned.retain(|(d, _)| *d > newest - 31);
+        }
+    }
+}
+
+/// Months of spend a rolling program still needs: its window and the months
+/// a refund within the retention window may reach back to.
+fn months_kept(window_months: u32, settings: &Settings) -> i32 {
+    window_months as i32 + (settings.retention_days / 28) as i32 + 1
+}
+
+fn add_spend(program: &Program, settings: &Settings, state: &mut MemberState, month: i32, amount: Decimal) {
+    state.lifetime_spend += amount;
+    if let Basis::Rolling { window_months } = program.qualification.basis {
+        match state.monthly_spend.binary_search_by_key(&month, |(m, _)| *m) {
+            Ok(i) => state.monthly_spend[i].1 += amount,
+            Err(i) => state.monthly_spend.insert(i, (month, amount)),
+        }
+        let newest = state.monthly_spend.last().map_or(month, |(m, _)| *m);
+        let oldest = newest - months_kept(window_months, settings);
+        state.monthly_spend.retain(|(m, _)| *m > oldest);
+    }
+}
+
+/// Qualifying spend as of the local `month`.
+fn qualifying_spend(program: &Program, state: &MemberState, month: i32) -> Decimal {
+    match program.qualification.basis {
+        Basis::Lifetime => state.lifetime_spend,
+        Basis::Rolling { window_months } => {
+            let first = month - window_months as i32;
+            state
+                .monthly_spend
+                .iter()
+                .filter(|(m, _)| *m > first && *m <= month)
+                .map(|(_, s)| *s)
+                .sum()
+        }
+    }
+}
+
+fn computed_tier(program: &Program, state: &MemberState, month: i32) -> usize {
+    let spend = qualifying_spend(program, state, month);
+    program.tiers.iter().rposition(|t| spend >= t.threshold).unwrap_or(0)
+}
+
+fn set_tier(program: &Program, state: &mut MemberState, tier: usize) {
+    let name = &program.tiers[tier].name;
+    if state.tier != *name {
+        state.tier.clone_from(name);
+    }
+}
+
+fn refund(
+    program: &Program,
+    settings: &Settings,
+    state: &mut MemberState,
+    event: &Event<'_>,
+    local: &Local,
+    out: &mut Outcome,
+) {
+    let horizon = Micros(event.occurred_at.0.saturating_sub(settings.retention_days.saturating_mul(Micros::PER_DAY)));
+    let original = event
+        .original_event_id
+        .and_then(|id| state.events.get(id))
+        .filter(|r| r.occurred_at >= horizon)
+        .and_then(|r| r.purchase);
+    let Some(mut record) = original else {
+        out.original_unknown = true;
+        let points = program.rounding.points(event.total * program.points_per_unit);
+        debit(state, points);
+        push_line(out, Line::Refund, -points);
+        return;
+    };
+
+    let remaining_total = record.total - record.refunded;
+    let amount = event.total.min(remaining_total);
+    let (points, spend) = if amount >= remaining_total {
+        (record.points - record.points_reversed, record.eligible - record.spend_reversed)
+    } else {
+        // amount < remaining_total <= total, so total > 0 here. Amounts have at
+        // most 4 decimal places, so the ratio is computed exactly in integers.
+        let points = match (scaled(amount, 4), scaled(record.total, 4)) {
+            (Some(a), Some(t)) if t > 0 => {
+                program.rounding.ratio(i128::from(record.points) * a, t).min(i128::from(record.points - record.points_reversed))
+            }
+            _ => 0,
+        };
+        (points as i64, record.eligible * amount / record.total)
+    };
+    record.refunded += amount;
+    record.points_reversed += points;
+    record.spend_reversed += spend;
+    if let Some(id) = event.original_event_id {
+        if let Some(r) = state.events.get_mut(id) {
+            r.purchase = Some(record);
+        }
+    }
+
+    debit(state, points);
+    push_line(out, Line::Refund, -points);
+    out.spend = spend;
+    add_spend(program, settings, state, record.month, -spend);
+    if program.qualification.downgrade == Downgrade::Immediate {
+        let tier = computed_tier(program, state, local.month);
+        set_tier(program, state, tier);
+    }
+}
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;

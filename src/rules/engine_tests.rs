@@ -1,0 +1,444 @@
+//! Table tests of the engine, one per rule kind, filter and edge of the
+//! contract's section 4, on hand-built programs and events.
+
+use chrono::DateTime;
+use rust_decimal::Decimal;
+
+use super::*;
+use crate::event::{Item, Kind};
+use crate::rules::model::*;
+use crate::state::memory::BudgetLedger;
+
+fn dec(s: &str) -> Decimal {
+    s.parse().unwrap_or_else(|_| panic!("bad decimal {s}"))
+}
+
+fn at(s: &str) -> Micros {
+    Micros(DateTime::parse_from_rfc3339(s).unwrap_or_else(|_| panic!("bad time {s}")).timestamp_micros())
+}
+
+fn tier(name: &str, threshold: &str, multiplier: &str) -> Tier {
+    Tier { name: name.into(), threshold: dec(threshold), multiplier: dec(multiplier), discount_percent: Decimal::ZERO }
+}
+
+fn program() -> Program {
+    Program {
+        id: "p".into(),
+        currency: "EUR".into(),
+        timezone: chrono_tz::UTC,
+        points_per_unit: Decimal::ONE,
+        rounding: Rounding::Floor,
+        excluded_categories: vec!["tobacco".into()],
+        point_value: dec("0.01"),
+        tiers: vec![tier("basic", "0", "1"), tier("silver", "100", "1.5")],
+        qualification: Qualification { basis: Basis::Lifetime, downgrade: Downgrade::Never },
+        partners: vec![Partner { merchant_id: "fuel".into(), points_per_unit: dec("0.2") }],
+        rules: vec![],
+        caps: Caps::default(),
+        expiry: Expiry::default(),
+        version: "test".into(),
+    }
+}
+
+fn rule(id: &str, kind: RuleKind) -> Rule {
+    Rule { id: id.into(), kind, filters: Filters::default(), budget_points: None }
+}
+
+fn purchase(id: &'static str, time: &'static str, total: &str, items: &'static [Item<'static>]) -> Event<'static> {
+    Event {
+        event_id: id,
+        kind: Kind::Purchase,
+        member_id: Some("m"),
+        program: 0,
+        merchant_id: None,
+        store_id: None,
+        channel: None,
+        occurred_at: at(time),
+        occurred_at_raw: time,
+        total: dec(total),
+        items,
+        original_event_id: None,
+        points: 0,
+    }
+}
+
+fn refund(id: &'static str, time: &'static str, original: &'static str, total: &str) -> Event<'static> {
+    Event { kind: Kind::Refund, original_event_id: Some(original), ..purchase(id, time, total, &[]) }
+}
+
+fn redeem(id: &'static str, time: &'static str, points: i64) -> Event<'static> {
+    Event { kind: Kind::Redeem, points, ..purchase(id, time, "0", &[]) }
+}
+
+/// Runs events through the engine as the pipeline does (repeats skipped),
+/// returning each new outcome.
+struct Run {
+    program: Program,
+    settings: Settings,
+    state: MemberState,
+    budgets: BudgetLedger,
+}
+
+impl Run {
+    fn new(program: Program) -> Self {
+        Self { program, settings: Settings::default(), state: MemberState::default(), budgets: BudgetLedger::default() }
+    }
+
+    fn score(&mut self, event: Event<'_>) -> Outcome {
+        let mut out = Outcome::default();
+        apply(&self.program, &self.settings, &mut self.state, &mut self.budgets, &event, &mut out);
+        self.state.events.insert(
+            event.event_id.into(),
+            crate::state::EventRecord { occurred_at: event.occurred_at, reward: "".into(), purchase: out.purchase },
+        );
+        out
+    }
+}
+
+fn lines(out: &Outcome) -> Vec<(Line, i64)> {
+    out.lines.clone()
+}
+
+#[test]
+fn base_points_use_eligible_spend_and_partner_rates() {
+    static ITEMS: [Item<'static>; 2] = [
+        Item { sku: None, category: Some("food"), quantity: 1, amount: Decimal::from_parts(1250, 0, 0, false, 2) },
+        Item { sku: None, category: Some("tobacco"), quantity: 1, amount: Decimal::from_parts(30, 0, 0, false, 0) },
+    ];
+    let mut run = Run::new(program());
+    let out = run.score(purchase("e1", "2026-01-01T10:00:00Z", "42.50", &ITEMS));
+    assert_eq!(out.spend, dec("12.50"));
+    assert_eq!(lines(&out), vec![(Line::Base, 12)]);
+    let fuel = Event { merchant_id: Some("fuel"), ..purchase("e2", "2026-01-01T11:00:00Z", "50", &[]) };
+    assert_eq!(lines(&run.score(fuel)), vec![(Line::Base, 10)], "partner rate 0.2");
+}
+
+#[test]
+fn eligible_spend_never_goes_below_zero() {
+    static ITEMS: [Item<'static>; 1] =
+        [Item { sku: None, category: Some("tobacco"), quantity: 1, amount: Decimal::from_parts(50, 0, 0, false, 0) }];
+    let mut run = Run::new(program());
+    let out = run.score(purchase("e1", "2026-01-01T10:00:00Z", "20", &ITEMS));
+    assert_eq!(out.spend, Decimal::ZERO);
+    assert!(out.lines.is_empty());
+}
+
+#[test]
+fn rounding_modes_apply_to_every_computation() {
+    for (mode, want) in [(Rounding::Floor, 2), (Rounding::HalfUp, 3), (Rounding::HalfEven, 2)] {
+        let mut p = program();
+        p.rounding = mode;
+        let mut run = Run::new(p);
+        let out = run.score(purchase("e", "2026-01-01T10:00:00Z", "2.5", &[]));
+        assert_eq!(out.points, want, "{mode:?}");
+    }
+}
+
+#[test]
+fn tier_moves_apply_from_the_next_event() {
+    let mut run = Run::new(program());
+    let first = run.score(purchase("e1", "2026-01-01T10:00:00Z", "100", &[]));
+    assert_eq!((first.tier_before, first.tier_after), (0, 1));
+    assert_eq!(lines(&first), vec![(Line::Base, 100)]);
+    let second = run.score(purchase("e2", "2026-01-02T10:00:00Z", "10", &[]));
+    assert_eq!(lines(&second), vec![(Line::Base, 10), (Line::Tier(1), 5)]);
+}
+
+#[test]
+fn category_multiplier_counts_eligible_items_of_its_categories() {
+    static ITEMS: [Item<'static>; 2] = [
+        Item { sku: None, category: Some("coffee"), quantity: 2, amount: Decimal::from_parts(7, 0, 0, false, 0) },
+        Item { sku: None, category: Some("bakery"), quantity: 1, amount: Decimal::from_parts(5, 0, 0, false, 0) },
+    ];
+    let mut p = program();
+    p.rules.push(rule("x3", RuleKind::CategoryMultiplier { categories: vec!["coffee".into()], multiplier: dec("3") }));
+    let mut run = Run::new(p);
+    let out = run.score(purchase("e1", "2026-01-01T10:00:00Z", "12", &ITEMS));
+    assert_eq!(lines(&out), vec![(Line::Base, 12), (Line::Rule(0), 14)]);
+}
+
+#[test]
+fn filters_use_local_days_hours_and_lists() {
+    let mut p = program();
+    p.timezone = chrono_tz::Europe::Warsaw;
+    let mut r = rule("morning", RuleKind::BasketThreshold { min_spend: Decimal::ZERO, bonus_points: 7, gift: None });
+    r.filters.days = Some(1 << 5); // Saturday
+    r.filters.hours = Some((6 * 60, 11 * 60));
+    r.filters.channels = Some(vec!["store".into()]);
+    p.rules.push(r);
+    let cases = [
+        // Saturday 2026-01-10, Warsaw is UTC+1.
+        ("2026-01-10T05:00:00Z", Some("store"), true),  // 06:00 local: start inclusive
+        ("2026-01-10T04:59:59Z", Some("store"), false), // 05:59 local
+        ("2026-01-10T09:59:59Z", Some("store"), true),  // 10:59:59 local
+        ("2026-01-10T10:00:00Z", Some("store"), false), // 11:00 local: end exclusive
+        ("2026-01-10T08:00:00Z", Some("online"), false),
+        ("2026-01-10T08:00:00Z", None, false),
+        ("2026-01-09T23:30:00Z", Some("store"), false), // Saturday 00:30 local, outside hours
+        ("2026-01-11T08:00:00Z", Some("store"), false), // Sunday
+    ];
+    for (n, (time, channel, fires)) in cases.into_iter().enumerate() {
+        let mut run = Run::new(p.clone());
+        let id: &'static str = Box::leak(format!("e{n}").into_boxed_str());
+        let out = run.score(Event { channel, ..purchase(id, time, "1", &[]) });
+        assert_eq!(out.lines.contains(&(Line::Rule(0), 7)), fires, "{time} {channel:?}");
+    }
+}
+
+#[test]
+fn validity_window_is_half_open() {
+    let mut p = program();
+    let mut r = rule("promo", RuleKind::BasketThreshold { min_spend: Decimal::ZERO, bonus_points: 5, gift: None });
+    r.filters.valid_from = Some(at("2026-11-01T00:00:00Z"));
+    r.filters.valid_to = Some(at("2026-12-01T00:00:00Z"));
+    p.rules.push(r);
+    for (time, fires) in [
+        ("2026-10-31T23:59:59Z", false),
+        ("2026-11-01T00:00:00Z", true),
+        ("2026-11-30T23:59:59.999999Z", true),
+        ("2026-12-01T00:00:00Z", false),
+    ] {
+        let mut run = Run::new(p.clone());
+        assert_eq!(run.score(purchase("e", time, "1", &[])).lines.contains(&(Line::Rule(0), 5)), fires, "{time}");
+    }
+}
+
+#[test]
+fn stamp_cards_carry_over_and_complete() {
+    static COFFEE3: [Item<'static>; 1] =
+        [Item { sku: None, category: Some("coffee"), quantity: 3, amount: Decimal::from_parts(9, 0, 0, false, 0) }];
+    let mut p = program();
+    p.rules.push(rule(
+        "card",
+        RuleKind::StampCard {
+            categories: Some(vec!["coffee".into()]),
+            count: StampCount::Items,
+            stamps_required: 5,
+            bonus_points: 10,
+            gift: Some("free".into()),
+        },
+    ));
+    let mut run = Run::new(p);
+    let first = run.score(purchase("e1", "2026-01-01T10:00:00Z", "9", &COFFEE3));
+    assert_eq!(first.stamps, vec![StampTouch { rule: 0, stamps: 3, completed: 0 }]);
+    let second = run.score(purchase("e2", "2026-01-02T10:00:00Z", "9", &COFFEE3));
+    assert_eq!(second.stamps, vec![StampTouch { rule: 0, stamps: 1, completed: 1 }]);
+    assert_eq!(second.gifts, vec![0]);
+    assert!(second.lines.contains(&(Line::Rule(0), 10)));
+    let none = run.score(purchase("e3", "2026-01-03T10:00:00Z", "9", &[]));
+    assert!(none.stamps.is_empty(), "no coffee, card untouched");
+}
+
+#[test]
+fn stamp_card_without_categories_counts_purchases_or_units() {
+    static ITEMS: [Item<'static>; 2] = [
+        Item { sku: None, category: Some("food"), quantity: 2, amount: Decimal::from_parts(1, 0, 0, false, 0) },
+        Item { sku: None, category: Some("tobacco"), quantity: 4, amount: Decimal::from_parts(1, 0, 0, false, 0) },
+    ];
+    static ONLY_EXCLUDED: [Item<'static>; 1] =
+        [Item { sku: None, category: Some("tobacco"), quantity: 1, amount: Decimal::from_parts(1, 0, 0, false, 0) }];
+    for (count, items, want) in [
+        (StampCount::Purchases, &ITEMS[..], Some(1)),
+        (StampCount::Items, &ITEMS[..], Some(2)),
+        (StampCount::Items, &[][..], Some(1)),
+        (StampCount::Purchases, &[][..], Some(1)),
+        (StampCount::Purchases, &ONLY_EXCLUDED[..], None),
+        (StampCount::Items, &ONLY_EXCLUDED[..], None),
+    ] {
+        let mut p = program();
+        p.rules.push(rule(
+            "any",
+            RuleKind::StampCard { categories: None, count, stamps_required: 10, bonus_points: 0, gift: None },
+        ));
+        let mut run = Run::new(p);
+        let out = run.score(purchase("e", "2026-01-01T10:00:00Z", "2", items));
+        assert_eq!(out.stamps.first().map(|s| s.stamps), want, "{count:?} {} items", items.len());
+    }
+}
+
+#[test]
+fn first_purchase_fires_once_and_never_after_failing_filters() {
+    let mut p = program();
+    let mut r = rule("welcome", RuleKind::FirstPurchase { bonus_points: 500 });
+    r.filters.channels = Some(vec!["app".into()]);
+    p.rules.push(r);
+    let mut run = Run::new(p.clone());
+    let first = run.score(purchase("e1", "2026-01-01T10:00:00Z", "1", &[]));
+    assert!(!first.lines.contains(&(Line::Rule(0), 500)));
+    let later = run.score(Event { channel: Some("app"), ..purchase("e2", "2026-01-02T10:00:00Z", "1", &[]) });
+    assert!(!later.lines.contains(&(Line::Rule(0), 500)), "not the first purchase any more");
+    let mut run = Run::new(p);
+    let app = run.score(Event { channel: Some("app"), ..purchase("e1", "2026-01-01T10:00:00Z", "1", &[]) });
+    assert!(app.lines.contains(&(Line::Rule(0), 500)));
+}
+
+#[test]
+fn caps_cut_from_the_last_lines_first() {
+    let mut p = program();
+    p.rules.push(rule("bonus", RuleKind::BasketThreshold { min_spend: Decimal::ZERO, bonus_points: 200, gift: Some("bag".into()) }));
+    p.caps = Caps { max_points_per_event: Some(250), max_points_per_member_per_day: Some(300) };
+    let mut run = Run::new(p);
+    let first = run.score(purchase("e1", "2026-01-01T10:00:00Z", "100", &[]));
+    assert_eq!(lines(&first), vec![(Line::Base, 100), (Line::Rule(0), 150)]);
+    assert_eq!(first.gifts, vec![0], "caps never cut gifts");
+    // Now silver (x1.5): base 100, tier 50, bonus 200 = 350 -> 250 per event -> 50 left today.
+    let second = run.score(purchase("e2", "2026-01-01T11:00:00Z", "100", &[]));
+    assert_eq!(lines(&second), vec![(Line::Base, 50)]);
+    // A new local day resets the daily cap.
+    let third = run.score(purchase("e3", "2026-01-02T00:00:00Z", "100", &[]));
+    assert_eq!(third.points, 250);
+}
+
+#[test]
+fn daily_cap_follows_the_local_day() {
+    let mut p = program();
+    p.timezone = chrono_tz::Europe::Berlin;
+    p.caps.max_points_per_member_per_day = Some(100);
+    p.tiers.truncate(1);
+    let mut run = Run::new(p);
+    assert_eq!(run.score(purchase("e1", "2026-01-01T22:30:00Z", "80", &[])).points, 80); // 23:30 local
+    assert_eq!(run.score(purchase("e2", "2026-01-01T22:50:00Z", "80", &[])).points, 20); // same local day
+    assert_eq!(run.score(purchase("e3", "2026-01-01T23:00:00Z", "80", &[])).points, 80); // 00:00 next day
+}
+
+#[test]
+fn budgets_run_out_mid_event_and_are_charged_after_caps() {
+    let mut p = program();
+    let mut r = rule("promo", RuleKind::BasketThreshold { min_spend: Decimal::ZERO, bonus_points: 60, gift: None });
+    r.budget_points = Some(100);
+    p.rules.push(r);
+    p.caps.max_points_per_event = Some(30);
+    let mut run = Run::new(p);
+    // base 10 + promo 60 -> cap 30: promo keeps 20, the budget is charged 20.
+    let first = run.score(purchase("e1", "2026-01-01T10:00:00Z", "10", &[]));
+    assert_eq!(lines(&first), vec![(Line::Base, 10), (Line::Rule(0), 20)]);
+    assert_eq!(run.budgets.spent("p", "promo"), 20);
+    run.program.caps.max_points_per_event = None;
+    let second = run.score(purchase("e2", "2026-01-02T10:00:00Z", "10", &[]));
+    assert!(second.lines.contains(&(Line::Rule(0), 60)));
+    let third = run.score(purchase("e3", "2026-01-03T10:00:00Z", "10", &[]));
+    assert!(third.lines.contains(&(Line::Rule(0), 20)), "only 20 of the budget left: {:?}", third.lines);
+    let fourth = run.score(purchase("e4", "2026-01-04T10:00:00Z", "10", &[]));
+    assert!(!fourth.lines.iter().any(|(l, _)| *l == Line::Rule(0)));
+    assert_eq!(run.budgets.spent("p", "promo"), 100);
+}
+
+#[test]
+fn milestones_fire_once_per_threshold_after_other_gifts() {
+    let mut p = program();
+    p.rules.push(rule("miles", RuleKind::Milestone { thresholds: vec![50, 100], gift: Some("voucher".into()) }));
+    p.rules.push(rule("bag", RuleKind::BasketThreshold { min_spend: Decimal::ZERO, bonus_points: 0, gift: Some("bag".into()) }));
+    let mut run = Run::new(p);
+    let first = run.score(purchase("e1", "2026-01-01T10:00:00Z", "120", &[]));
+    assert_eq!(first.gifts, vec![1, 0, 0]);
+    let second = run.score(purchase("e2", "2026-01-02T10:00:00Z", "500", &[]));
+    assert_eq!(second.gifts, vec![1]);
+}
+
+#[test]
+fn expiry_removes_lots_older_than_the_ttl_exactly() {
+    let mut p = program();
+    p.expiry.points_ttl_days = Some(10);
+    let mut run = Run::new(p);
+    run.score(purchase("e1", "2026-01-01T10:00:00Z", "30", &[]));
+    let same = run.score(purchase("e2", "2026-01-11T10:00:00Z", "1", &[]));
+    assert!(!same.lines.iter().any(|(l, _)| *l == Line::Expired), "exactly 10 x 24 h is not more than the ttl");
+    let later = run.score(purchase("e3", "2026-01-11T10:00:00.000001Z", "1", &[]));
+    assert_eq!(later.lines.first(), Some(&(Line::Expired, -30)));
+    assert_eq!(later.balance, 2);
+}
+
+#[test]
+fn debits_take_oldest_points_first_and_debt_is_paid_by_earnings() {
+    let mut p = program();
+    p.expiry.points_ttl_days = Some(10);
+    let mut run = Run::new(p);
+    run.score(purchase("e1", "2026-01-01T10:00:00Z", "30", &[]));
+    run.score(purchase("e2", "2026-01-05T10:00:00Z", "20", &[]));
+    let r = run.score(redeem("r1", "2026-01-06T10:00:00Z", 40));
+    assert_eq!(r.balance, 10);
+    // The 10 left were earned on 01-05: they survive the expiry of 01-01's lot.
+    let e = run.score(purchase("e3", "2026-01-12T10:00:00Z", "0", &[]));
+    assert_eq!((e.points, e.balance), (0, 10));
+    let over = run.score(refund("f1", "2026-01-12T11:00:00Z", "e2", "20"));
+    assert_eq!(over.balance, -10, "refund larger than the balance leaves a debt");
+    let pay = run.score(purchase("e4", "2026-01-12T12:00:00Z", "25", &[]));
+    assert_eq!((pay.points, pay.balance), (25, 15));
+    assert_eq!(run.state.lots, vec![Lot { earned_at: at("2026-01-12T12:00:00Z"), points: 15 }]);
+}
+
+#[test]
+fn redemption_exactly_equal_to_the_balance_is_accepted() {
+    let mut run = Run::new(program());
+    run.score(purchase("e1", "2026-01-01T10:00:00Z", "30", &[]));
+    let over = run.score(redeem("r1", "2026-01-02T10:00:00Z", 31));
+    assert_eq!((over.status, over.points, over.balance), (Status::Rejected, 0, 30));
+    let exact = run.score(redeem("r2", "2026-01-02T10:00:00Z", 30));
+    assert_eq!((exact.status, exact.points, exact.balance), (Status::Scored, -30, 0));
+}
+
+#[test]
+fn partial_refunds_are_proportional_and_the_last_one_exact() {
+    let mut run = Run::new(program());
+    run.score(purchase("e1", "2026-01-01T10:00:00Z", "100", &[])); // 100 points
+    let a = run.score(refund("f1", "2026-01-02T10:00:00Z", "e1", "33.33"));
+    assert_eq!(a.points, -33);
+    let b = run.score(refund("f2", "2026-01-02T11:00:00Z", "e1", "33.33"));
+    assert_eq!(b.points, -33);
+    let c = run.score(refund("f3", "2026-01-02T12:00:00Z", "e1", "50"));
+    assert_eq!(c.points, -34, "the completing refund reverses exactly what remains");
+    assert_eq!(c.spend, dec("33.34"));
+    assert_eq!(run.state.lifetime_spend, Decimal::ZERO);
+    let again = run.score(refund("f4", "2026-01-03T12:00:00Z", "e1", "10"));
+    assert_eq!((again.points, again.original_unknown), (0, false), "nothing left to reverse");
+}
+
+#[test]
+fn unknown_originals_reverse_at_the_program_rate() {
+    let mut p = program();
+    p.points_per_unit = dec("0.5");
+    let mut run = Run::new(p);
+    run.score(Event { merchant_id: Some("fuel"), ..purchase("e1", "2026-01-01T10:00:00Z", "100", &[]) });
+    let unknown = run.score(refund("f1", "2026-01-02T10:00:00Z", "nope", "10"));
+    assert_eq!((unknown.points, unknown.original_unknown), (-5, true));
+    let old = run.score(refund("f2", "2026-06-01T10:00:00Z", "e1", "10"));
+    assert!(old.original_unknown, "original outside the 90-day retention window");
+    let not_purchase = run.score(refund("f3", "2026-06-01T10:00:00Z", "f2", "10"));
+    assert!(not_purchase.original_unknown, "a refund is not a purchase");
+}
+
+#[test]
+fn immediate_downgrade_follows_refunds_and_never_keeps_the_tier() {
+    for (downgrade, after) in [(Downgrade::Never, 1), (Downgrade::Immediate, 0)] {
+        let mut p = program();
+        p.qualification.downgrade = downgrade;
+        let mut run = Run::new(p);
+        run.score(purchase("e1", "2026-01-01T10:00:00Z", "150", &[]));
+        let out = run.score(refund("f1", "2026-01-02T10:00:00Z", "e1", "100"));
+        assert_eq!(out.tier_after, after, "{downgrade:?}");
+        assert_eq!(out.qualifying_spend, dec("50"));
+    }
+}
+
+#[test]
+fn rolling_window_crosses_year_ends() {
+    let mut p = program();
+    p.qualification = Qualification { basis: Basis::Rolling { window_months: 3 }, downgrade: Downgrade::Immediate };
+    let mut run = Run::new(p);
+    run.score(purchase("e1", "2025-11-15T10:00:00Z", "100", &[]));
+    let jan = run.score(purchase("e2", "2026-01-31T10:00:00Z", "1", &[]));
+    assert_eq!((jan.qualifying_spend, jan.tier_after), (dec("101"), 1), "Nov, Dec, Jan");
+    let feb = run.score(purchase("e3", "2026-02-01T10:00:00Z", "1", &[]));
+    assert_eq!((feb.qualifying_spend, feb.tier_after), (dec("2"), 0), "November left the window");
+}
+
+#[test]
+fn rolling_refunds_reduce_the_original_month() {
+    let mut p = program();
+    p.qualification = Qualification { basis: Basis::Rolling { window_months: 1 }, downgrade: Downgrade::Never };
+    let mut run = Run::new(p);
+    run.score(purchase("e1", "2026-01-31T10:00:00Z", "100", &[]));
+    run.score(purchase("e2", "2026-02-01T10:00:00Z", "40", &[]));
+    let out = run.score(refund("f1", "2026-02-02T10:00:00Z", "e1", "100"));
+    assert_eq!(out.qualifying_spend, dec("40"), "February's spend is untouched");
+}

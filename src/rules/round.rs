@@ -1,0 +1,103 @@
+//! Rounding of points, exact: every points computation is rounded once, with
+//! the program's mode, from an exact value.
+
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
+
+use crate::rules::model::Rounding;
+
+impl Rounding {
+    /// Rounds a non-negative amount of points to an integer, saturating at
+    /// `i64::MAX` (only absurd rules files get there).
+    pub fn points(self, value: Decimal) -> i64 {
+        let rounded = match self {
+            Rounding::Floor => value.floor(),
+            Rounding::HalfUp => {
+                value.round_dp_with_strategy(0, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
+            }
+            Rounding::HalfEven => {
+                value.round_dp_with_strategy(0, rust_decimal::RoundingStrategy::MidpointNearestEven)
+            }
+        };
+        rounded.to_i64().unwrap_or(if rounded.is_sign_negative() { i64::MIN } else { i64::MAX })
+    }
+
+    /// Rounds `numerator / denominator` (both >= 0, denominator > 0) exactly,
+    /// with no intermediate precision limit.
+    pub fn ratio(self, numerator: i128, denominator: i128) -> i128 {
+        debug_assert!(numerator >= 0 && denominator > 0);
+        let quotient = numerator / denominator;
+        let remainder = numerator % denominator;
+        let up = match self {
+            Rounding::Floor => false,
+            Rounding::HalfUp => 2 * remainder >= denominator,
+            Rounding::HalfEven => {
+                let twice = 2 * remainder;
+                twice > denominator || (twice == denominator && quotient % 2 == 1)
+            }
+        };
+        quotient + i128::from(up)
+    }
+}
+
+/// The value of `d` in units of 10^-`scale` when it has at most `scale`
+/// decimal places (amounts in events have at most 4).
+pub fn scaled(d: Decimal, scale: u32) -> Option<i128> {
+    let mut d = d;
+    if d.scale() > scale {
+        let n = d.normalize();
+        if n.scale() > scale {
+            return None;
+        }
+        d = n;
+    }
+    d.rescale(scale);
+    Some(d.mantissa())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dec(s: &str) -> Decimal {
+        s.parse().unwrap_or_default()
+    }
+
+    #[test]
+    fn modes_round_halves_as_named() {
+        let cases = [
+            ("0.5", 0, 1, 0),
+            ("1.5", 1, 2, 2),
+            ("2.5", 2, 3, 2),
+            ("2.4999", 2, 2, 2),
+            ("2.5001", 2, 3, 3),
+            ("0", 0, 0, 0),
+        ];
+        for (v, floor, up, even) in cases {
+            assert_eq!(Rounding::Floor.points(dec(v)), floor, "floor {v}");
+            assert_eq!(Rounding::HalfUp.points(dec(v)), up, "half_up {v}");
+            assert_eq!(Rounding::HalfEven.points(dec(v)), even, "half_even {v}");
+        }
+    }
+
+    #[test]
+    fn ratio_matches_decimal_rounding() {
+        for n in 0..200i128 {
+            for d in 1..20i128 {
+                let exact = Decimal::from_i128_with_scale(n, 0) / Decimal::from_i128_with_scale(d, 0);
+                for mode in [Rounding::Floor, Rounding::HalfUp, Rounding::HalfEven] {
+                    // n/d with d < 20 is exact or repeating far beyond the half point,
+                    // so decimal rounding is a valid oracle here.
+                    assert_eq!(mode.ratio(n, d), i128::from(mode.points(exact)), "{mode:?} {n}/{d}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn scaled_refuses_extra_places() {
+        assert_eq!(scaled(dec("12.5"), 4), Some(125_000));
+        assert_eq!(scaled(dec("12.50000"), 4), Some(125_000));
+        assert_eq!(scaled(dec("0.00001"), 4), None);
+    }
+}

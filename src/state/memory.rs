@@ -1,0 +1,70 @@
+//! The embedded state store: member states in a hash map, for `score`,
+//! `simulate`, `demo` and tests. Nothing survives the process.
+
+use hashbrown::HashMap;
+
+use crate::event::Micros;
+use crate::state::{Budgets, MemberState, StateStore};
+
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    /// program id -> member id -> state.
+    members: HashMap<String, HashMap<String, MemberState>>,
+    budgets: BudgetLedger,
+}
+
+/// Points awarded per budgeted rule: (program id, rule id) -> points.
+#[derive(Debug, Default)]
+pub struct BudgetLedger(HashMap<(String, String), i64>);
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// All members of all programs, for reports.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str, &MemberState)> {
+        self.members
+            .iter()
+            .flat_map(|(p, m)| m.iter().map(move |(id, s)| (p.as_str(), id.as_str(), s)))
+    }
+
+    pub fn budgets(&self) -> impl Iterator<Item = (&str, &str, i64)> {
+        self.budgets.0.iter().map(|((p, r), v)| (p.as_str(), r.as_str(), *v))
+    }
+}
+
+impl Budgets for BudgetLedger {
+    fn spent(&self, program: &str, rule: &str) -> i64 {
+        // Budgets are few; a linear scan avoids allocating a key per lookup.
+        self.0
+            .iter()
+            .find(|((p, r), _)| p == program && r == rule)
+            .map_or(0, |(_, v)| *v)
+    }
+
+    fn charge(&mut self, program: &str, rule: &str, points: i64) {
+        if let Some((_, v)) = self.0.iter_mut().find(|((p, r), _)| p == program && r == rule) {
+            *v += points;
+        } else {
+            self.0.insert((program.to_owned(), rule.to_owned()), points);
+        }
+    }
+}
+
+impl StateStore for MemoryStore {
+    fn member(&mut self, program: &str, member_id: &str) -> (&mut MemberState, &mut dyn Budgets) {
+        // `entry_ref` copies the key only when the member is new.
+        let state = self.members.entry_ref(program).or_default().entry_ref(member_id).or_default();
+        (state, &mut self.budgets)
+    }
+
+    fn prune(&mut self, watermark: Micros, retention_days: i64) {
+        let horizon = Micros(watermark.0.saturating_sub(retention_days.saturating_mul(Micros::PER_DAY)));
+        for members in self.members.values_mut() {
+            for state in members.values_mut() {
+                state.events.retain(|_, r| r.occurred_at >= horizon);
+            }
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! Member state: what the engine knows about one member of one program, and
+//! the [`StateStore`] that keeps it between events.
+//!
+//! The engine mutates a [`MemberState`] in place; a store only loads and saves
+//! whole states, so the embedded store ([`memory`]) and a remote one see the
+//! same data. Invariants the engine keeps: `lots` are ordered by `earned_at`
+//! (ties in insertion order), every lot holds a positive number of points, and
+//! `debt > 0` only when no available lot is left to pay it from.
+
+pub mod memory;
+
+use std::collections::HashMap;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::event::Micros;
+
+/// Points earned at one time, spent oldest first and expired together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lot {
+    pub earned_at: Micros,
+    pub points: i64,
+}
+
+/// What a refund needs to know of the purchase it reverses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurchaseRecord {
+    pub total: Decimal,
+    /// Points the purchase earned (its breakdown without `expired`).
+    pub points: i64,
+    pub eligible: Decimal,
+    /// Local month of the purchase (rolling tier qualification).
+    pub month: i32,
+    pub refunded: Decimal,
+    pub points_reversed: i64,
+    pub spend_reversed: Decimal,
+}
+
+/// The first outcome of one event: re-emitted unchanged on every repeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub occurred_at: Micros,
+    /// The reward event, as first emitted.
+    pub reward: Box<str>,
+    /// Present for scored purchases.
+    pub purchase: Option<PurchaseRecord>,
+}
+
+/// Everything the engine keeps about one member of one program.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MemberState {
+    /// Name of the tier held (the lowest tier when empty).
+    pub tier: String,
+    pub lifetime_spend: Decimal,
+    /// Qualifying spend by local month (`year * 12 + month0`), ascending.
+    pub monthly_spend: Vec<(i32, Decimal)>,
+    pub lots: Vec<Lot>,
+    pub debt: i64,
+    /// Points earned by purchases, after caps; never reduced.
+    pub lifetime_earned: i64,
+    pub purchases: u64,
+    /// Points earned by purchases per local day, recent days only.
+    pub daily_earned: Vec<(i32, i64)>,
+    /// Stamps carried over, by stamp card rule id.
+    pub stamps: Vec<(String, u32)>,
+    /// Outcomes by `event_id`, within the retention window.
+    pub events: HashMap<Box<str>, EventRecord>,
+}
+
+impl MemberState {
+    /// Available points minus the debt.
+    pub fn balance(&self) -> i64 {
+        self.lots.iter().map(|l| l.points).sum::<i64>() - self.debt
+    }
+}
+
+/// Promotion budgets: one counter per budgeted rule, shared by all members.
+pub trait Budgets {
+    /// Points the rule has awarded so far.
+    fn spent(&self, program: &str, rule: &str) -> i64;
+    fn charge(&mut self, program: &str, rule: &str, points: i64);
+}
+
+/// Where member state lives between events.
+pub trait StateStore {
+    /// The state of a member, created empty on first sight, and the
+    /// program-wide budgets the engine charges while it changes it.
+    fn member(&mut self, program: &str, member_id: &str) -> (&mut MemberState, &mut dyn Budgets);
+
+    /// Drops records no event can need any more: those whose `occurred_at`
+    /// is more than `retention` before `watermark`.
+    fn prune(&mut self, watermark: Micros, retention_days: i64);
+}
