@@ -27,9 +27,7 @@ impl Kind {
 
 /// An instant, in microseconds since the Unix epoch (UTC). The contract
 /// compares timestamps to the microsecond.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct Micros(pub i64);
 

@@ -19,4 +19,5 @@ pub mod event;
 pub mod output;
 pub mod pipeline;
 pub mod rules;
+pub mod simulate;
 pub mod state;

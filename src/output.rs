@@ -181,9 +181,9 @@ pub fn write_reward(buf: &mut Vec<u8>, program: &Program, event: &Event<'_>, out
 pub fn gift_name(program: &Program, rule: usize) -> Option<&str> {
     use crate::rules::model::RuleKind;
     match &program.rules.get(rule)?.kind {
-        RuleKind::BasketThreshold { gift, .. } | RuleKind::StampCard { gift, .. } | RuleKind::Milestone { gift, .. } => {
-            gift.as_deref()
-        }
+        RuleKind::BasketThreshold { gift, .. }
+        | RuleKind::StampCard { gift, .. }
+        | RuleKind::Milestone { gift, .. } => gift.as_deref(),
         RuleKind::CategoryMultiplier { .. } | RuleKind::FirstPurchase { .. } => None,
     }
 }

@@ -22,14 +22,9 @@ use crate::state::{EventRecord, StateStore};
 #[derive(Debug)]
 pub enum Disposition<'a> {
     /// A new outcome: the reward event to emit, and what it is made of.
-    Scored {
-        program: &'a Program,
-        event: &'a Event<'a>,
-        outcome: &'a Outcome,
-        reward: &'a [u8],
-    },
+    Scored { program: &'a Program, event: &'a Event<'a>, outcome: &'a Outcome, reward: &'a [u8] },
     /// A repeated `event_id`: the first outcome's reward event, unchanged.
-    Repeat { reward: &'a [u8] },
+    Repeat { program: &'a Program, reward: &'a [u8] },
     /// A valid event without a member: counted, nothing emitted.
     Anonymous { program: &'a Program },
     /// Invalid input, for the dead-letter path.
@@ -97,7 +92,7 @@ impl<S: StateStore> Scorer<S> {
         };
         let (state, budgets) = self.store.member(&program.id, member_id);
         if let Some(record) = state.events.get(event.event_id) {
-            return sink.accept(position, message, Disposition::Repeat { reward: record.reward.as_bytes() });
+            return sink.accept(position, message, Disposition::Repeat { program, reward: record.reward.as_bytes() });
         }
         engine::apply(program, &self.settings, state, budgets, &event, &mut self.outcome);
         self.reward.clear();

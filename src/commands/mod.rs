@@ -96,7 +96,8 @@ pub fn load_programs(paths: &[PathBuf]) -> anyhow::Result<ProgramSet> {
     let mut programs: Vec<Arc<Program>> = Vec::with_capacity(paths.len());
     let mut problems = Vec::new();
     for path in paths {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read rules file {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read rules file {}", path.display()))?;
         match load::load_str(&path.display().to_string(), &text) {
             Ok(program) => {
                 if let Some(other) = programs.iter().find(|p| p.id == program.id) {

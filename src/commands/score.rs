@@ -35,7 +35,7 @@ impl Sink for FileSink<'_> {
                 self.rewards.write_all(reward)?;
                 self.rewards.write_all(b"\n")
             }
-            Disposition::Repeat { reward } => {
+            Disposition::Repeat { reward, .. } => {
                 self.counts.repeats += 1;
                 self.rewards.write_all(reward)?;
                 self.rewards.write_all(b"\n")
@@ -78,7 +78,12 @@ pub fn run(args: &ScoreArgs) -> anyhow::Result<ExitCode> {
         None => Box::new(io::stderr().lock()),
     };
     let mut scorer = Scorer::new(programs, settings(&args.stream), args.stream.max_message_bytes, MemoryStore::new());
-    let mut sink = FileSink { rewards: &mut rewards, dead_letters: &mut dead_letters, line: Vec::new(), counts: Counts::default() };
+    let mut sink = FileSink {
+        rewards: &mut rewards,
+        dead_letters: &mut dead_letters,
+        line: Vec::new(),
+        counts: Counts::default(),
+    };
     let bar = progress_bar(len);
     score_lines(&mut scorer, input, &mut sink, |read| {
         if let Some(bar) = &bar {

@@ -53,15 +53,8 @@ impl Decoder {
         Self {}
     }
 
-    pub fn decode<'a>(
-        &'a mut self,
-        message: &[u8],
-        programs: &ProgramSet,
-    ) -> Result<Event<'a>, DecodeError> {
+    pub fn decode<'a>(&'a mut self, message: &[u8], programs: &ProgramSet) -> Result<Event<'a>, DecodeError> {
         let _ = (message, programs);
-        Err(DecodeError {
-            reason: Reason::InvalidJson,
-            detail: String::new(),
-        })
+        Err(DecodeError { reason: Reason::InvalidJson, detail: String::new() })
     }
 }

@@ -214,9 +214,7 @@ fn filters_hold(filters: &Filters, event: &Event<'_>, local: &Local, tier: usize
     filters.valid_from.is_none_or(|from| event.occurred_at >= from)
         && filters.valid_to.is_none_or(|to| event.occurred_at < to)
         && filters.days.is_none_or(|days| days & (1 << local.weekday) != 0)
-        && filters
-            .hours
-            .is_none_or(|(start, end)| (start..end).contains(&local.minute_of_day))
+        && filters.hours.is_none_or(|(start, end)| (start..end).contains(&local.minute_of_day))
         && listed(&filters.stores, event.store_id)
         && listed(&filters.channels, event.channel)
         && listed(&filters.merchants, event.merchant_id)
@@ -238,12 +236,7 @@ fn purchase(
 ) {
     let rounding = program.rounding;
     let rate = program.earn_rate(event.merchant_id);
-    let excluded: Decimal = event
-        .items
-        .iter()
-        .filter(|i| program.is_excluded(i.category))
-        .map(|i| i.amount)
-        .sum();
+    let excluded: Decimal = event.items.iter().filter(|i| program.is_excluded(i.category)).map(|i| i.amount).sum();
     let eligible = (event.total - excluded).max(Decimal::ZERO);
     out.spend = eligible;
 
@@ -254,7 +247,10 @@ fn purchase(
     out.lines.push((Line::Base, base));
     let tier = &program.tiers[out.tier_before];
     if tier.multiplier != Decimal::ONE {
-        out.lines.push((Line::Tier(out.tier_before), rounding.points(Decimal::from(base) * (tier.multiplier - Decimal::ONE))));
+        out.lines.push((
+            Line::Tier(out.tier_before),
+            rounding.points(Decimal::from(base) * (tier.multiplier - Decimal::ONE)),
+        ));
     }
 
     for (index, rule) in program.rules.iter().enumerate() {
@@ -295,10 +291,7 @@ fn purchase(
     for (index, rule) in program.rules.iter().enumerate() {
         if let RuleKind::Milestone { thresholds, gift } = &rule.kind {
             if gift.is_some() && filters_hold(&rule.filters, event, local, out.tier_before, program) {
-                let crossed = thresholds
-                    .iter()
-                    .filter(|&&t| lifetime_before < t && t <= state.lifetime_earned)
-                    .count();
+                let crossed = thresholds.iter().filter(|&&t| lifetime_before < t && t <= state.lifetime_earned).count();
                 out.gifts.extend(std::iter::repeat_n(index, crossed));
             }
         }
@@ -449,12 +442,7 @@ fn qualifying_spend(program: &Program, state: &MemberState, month: i32) -> Decim
         Basis::Lifetime => state.lifetime_spend,
         Basis::Rolling { window_months } => {
             let first = month - window_months as i32;
-            state
-                .monthly_spend
-                .iter()
-                .filter(|(m, _)| *m > first && *m <= month)
-                .map(|(_, s)| *s)
-                .sum()
+            state.monthly_spend.iter().filter(|(m, _)| *m > first && *m <= month).map(|(_, s)| *s).sum()
         }
     }
 }
@@ -501,9 +489,10 @@ fn refund(
         // amount < remaining_total <= total, so total > 0 here. Amounts have at
         // most 4 decimal places, so the ratio is computed exactly in integers.
         let points = match (scaled(amount, 4), scaled(record.total, 4)) {
-            (Some(a), Some(t)) if t > 0 => {
-                program.rounding.ratio(i128::from(record.points) * a, t).min(i128::from(record.points - record.points_reversed))
-            }
+            (Some(a), Some(t)) if t > 0 => program
+                .rounding
+                .ratio(i128::from(record.points) * a, t)
+                .min(i128::from(record.points - record.points_reversed)),
             _ => 0,
         };
         (points as i64, record.eligible * amount / record.total)

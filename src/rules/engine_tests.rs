@@ -168,9 +168,9 @@ fn filters_use_local_days_hours_and_lists() {
     p.rules.push(r);
     let cases = [
         // Saturday 2026-01-10, Warsaw is UTC+1.
-        ("2026-01-10T05:00:00Z", Some("store"), true),  // 06:00 local: start inclusive
+        ("2026-01-10T05:00:00Z", Some("store"), true), // 06:00 local: start inclusive
         ("2026-01-10T04:59:59Z", Some("store"), false), // 05:59 local
-        ("2026-01-10T09:59:59Z", Some("store"), true),  // 10:59:59 local
+        ("2026-01-10T09:59:59Z", Some("store"), true), // 10:59:59 local
         ("2026-01-10T10:00:00Z", Some("store"), false), // 11:00 local: end exclusive
         ("2026-01-10T08:00:00Z", Some("online"), false),
         ("2026-01-10T08:00:00Z", None, false),
@@ -275,7 +275,10 @@ fn first_purchase_fires_once_and_never_after_failing_filters() {
 #[test]
 fn caps_cut_from_the_last_lines_first() {
     let mut p = program();
-    p.rules.push(rule("bonus", RuleKind::BasketThreshold { min_spend: Decimal::ZERO, bonus_points: 200, gift: Some("bag".into()) }));
+    p.rules.push(rule(
+        "bonus",
+        RuleKind::BasketThreshold { min_spend: Decimal::ZERO, bonus_points: 200, gift: Some("bag".into()) },
+    ));
     p.caps = Caps { max_points_per_event: Some(250), max_points_per_member_per_day: Some(300) };
     let mut run = Run::new(p);
     let first = run.score(purchase("e1", "2026-01-01T10:00:00Z", "100", &[]));
@@ -327,7 +330,10 @@ fn budgets_run_out_mid_event_and_are_charged_after_caps() {
 fn milestones_fire_once_per_threshold_after_other_gifts() {
     let mut p = program();
     p.rules.push(rule("miles", RuleKind::Milestone { thresholds: vec![50, 100], gift: Some("voucher".into()) }));
-    p.rules.push(rule("bag", RuleKind::BasketThreshold { min_spend: Decimal::ZERO, bonus_points: 0, gift: Some("bag".into()) }));
+    p.rules.push(rule(
+        "bag",
+        RuleKind::BasketThreshold { min_spend: Decimal::ZERO, bonus_points: 0, gift: Some("bag".into()) },
+    ));
     let mut run = Run::new(p);
     let first = run.score(purchase("e1", "2026-01-01T10:00:00Z", "120", &[]));
     assert_eq!(first.gifts, vec![1, 0, 0]);

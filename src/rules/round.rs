@@ -12,12 +12,8 @@ impl Rounding {
     pub fn points(self, value: Decimal) -> i64 {
         let rounded = match self {
             Rounding::Floor => value.floor(),
-            Rounding::HalfUp => {
-                value.round_dp_with_strategy(0, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
-            }
-            Rounding::HalfEven => {
-                value.round_dp_with_strategy(0, rust_decimal::RoundingStrategy::MidpointNearestEven)
-            }
+            Rounding::HalfUp => value.round_dp_with_strategy(0, rust_decimal::RoundingStrategy::MidpointAwayFromZero),
+            Rounding::HalfEven => value.round_dp_with_strategy(0, rust_decimal::RoundingStrategy::MidpointNearestEven),
         };
         rounded.to_i64().unwrap_or(if rounded.is_sign_negative() { i64::MIN } else { i64::MAX })
     }

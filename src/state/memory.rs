@@ -24,9 +24,7 @@ impl MemoryStore {
 
     /// All members of all programs, for reports.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str, &MemberState)> {
-        self.members
-            .iter()
-            .flat_map(|(p, m)| m.iter().map(move |(id, s)| (p.as_str(), id.as_str(), s)))
+        self.members.iter().flat_map(|(p, m)| m.iter().map(move |(id, s)| (p.as_str(), id.as_str(), s)))
     }
 
     pub fn budgets(&self) -> impl Iterator<Item = (&str, &str, i64)> {
@@ -37,10 +35,7 @@ impl MemoryStore {
 impl Budgets for BudgetLedger {
     fn spent(&self, program: &str, rule: &str) -> i64 {
         // Budgets are few; a linear scan avoids allocating a key per lookup.
-        self.0
-            .iter()
-            .find(|((p, r), _)| p == program && r == rule)
-            .map_or(0, |(_, v)| *v)
+        self.0.iter().find(|((p, r), _)| p == program && r == rule).map_or(0, |(_, v)| *v)
     }
 
     fn charge(&mut self, program: &str, rule: &str, points: i64) {
