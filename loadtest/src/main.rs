@@ -1,0 +1,45 @@
+//! `loadtest`: generates realistic retail event streams for loyalty-scorer.
+//!
+//! `loadtest generate --events N` writes JSON lines: members with Zipf-like
+//! popularity, baskets of 1-20 lines across categories, refunds of earlier
+//! purchases, redemptions, repeated deliveries and a small share of invalid
+//! events, several merchants, stores and channels. Deterministic for a seed.
+
+mod generate;
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "loadtest", about = "Load generator for loyalty-scorer")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write a generated event stream as JSON lines.
+    Generate(generate::Options),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Generate(options) => {
+            let out: Box<dyn Write> = match &options.output {
+                Some(path) if path != &PathBuf::from("-") => Box::new(
+                    File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+                ),
+                _ => Box::new(io::stdout().lock()),
+            };
+            let mut out = BufWriter::with_capacity(1 << 16, out);
+            generate::write_stream(&options, &mut out).context("writing events")?;
+            out.flush().context("writing events")?;
+            Ok(())
+        }
+    }
+}

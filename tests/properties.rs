@@ -1,0 +1,247 @@
+//! Invariants of the engine over generated programs and streams (proptest):
+//! points equal the breakdown, the balance equals the sum of the outcomes'
+//! points, replaying a stream changes nothing and re-emits identical lines,
+//! and refunding every purchase returns lifetime qualifying spend to 0.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+
+use loyalty_scorer::pipeline::{Disposition, Scorer, Sink};
+use loyalty_scorer::rules::engine::Settings;
+use loyalty_scorer::rules::model::*;
+use loyalty_scorer::rules::{Program, ProgramSet};
+use loyalty_scorer::state::memory::MemoryStore;
+
+fn dec(s: &str) -> Decimal {
+    s.parse().expect("decimal")
+}
+
+prop_compose! {
+    fn tiers()(n in 1usize..4, mults in prop::collection::vec(prop::sample::select(vec!["1", "1.25", "1.5", "2"]), 3))
+        -> Vec<Tier> {
+        (0..n).map(|i| Tier {
+            name: format!("t{i}"),
+            threshold: Decimal::from(i as i64 * 150),
+            multiplier: dec(mults[i]),
+            discount_percent: Decimal::ZERO,
+        }).collect()
+    }
+}
+
+fn rule_kind() -> impl Strategy<Value = RuleKind> {
+    prop_oneof![
+        prop::sample::select(vec!["1.5", "2", "3"]).prop_map(|m| RuleKind::CategoryMultiplier {
+            categories: vec!["coffee".into()],
+            multiplier: dec(m)
+        }),
+        (0i64..200, 0i64..300, any::<bool>()).prop_map(|(min, bonus, gift)| RuleKind::BasketThreshold {
+            min_spend: Decimal::from(min),
+            bonus_points: bonus,
+            gift: gift.then(|| "bag".into()),
+        }),
+        (1u32..6, 0i64..50, any::<bool>(), any::<bool>()).prop_map(|(req, bonus, items, coffee)| RuleKind::StampCard {
+            categories: coffee.then(|| vec!["coffee".into()]),
+            count: if items { StampCount::Items } else { StampCount::Purchases },
+            stamps_required: req,
+            bonus_points: bonus,
+            gift: Some("free".into()),
+        }),
+        (0i64..500).prop_map(|bonus| RuleKind::FirstPurchase { bonus_points: bonus }),
+        Just(RuleKind::Milestone { thresholds: vec![100, 500, 2000], gift: Some("voucher".into()) }),
+    ]
+}
+
+prop_compose! {
+    fn program()(
+        tiers in tiers(),
+        rounding in prop::sample::select(vec![Rounding::Floor, Rounding::HalfUp, Rounding::HalfEven]),
+        rate in prop::sample::select(vec!["0.5", "1", "2", "0.2"]),
+        rolling in prop::option::of(1u32..13),
+        immediate in any::<bool>(),
+        kinds in prop::collection::vec((rule_kind(), prop::option::of(1i64..400)), 0..5),
+        per_event in prop::option::of(0i64..400),
+        per_day in prop::option::of(0i64..800),
+        ttl in prop::option::of(1i64..60),
+    ) -> Program {
+        Program {
+            id: "p".into(),
+            currency: "EUR".into(),
+            timezone: chrono_tz::Europe::Berlin,
+            points_per_unit: dec(rate),
+            rounding,
+            excluded_categories: vec!["tobacco".into()],
+            point_value: dec("0.01"),
+            tiers,
+            qualification: Qualification {
+                basis: rolling.map_or(Basis::Lifetime, |w| Basis::Rolling { window_months: w }),
+                downgrade: if immediate { Downgrade::Immediate } else { Downgrade::Never },
+            },
+            partners: vec![Partner { merchant_id: "fuel".into(), points_per_unit: dec("0.1") }],
+            rules: kinds.into_iter().enumerate().map(|(i, (kind, budget))| Rule {
+                id: format!("r{i}"),
+                kind,
+                filters: Filters::default(),
+                budget_points: budget,
+            }).collect(),
+            caps: Caps { max_points_per_event: per_event, max_points_per_member_per_day: per_day },
+            expiry: Expiry { points_ttl_days: ttl },
+            version: "0123456789abcdef".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Purchase { member: u8, total: u32, items: Vec<(u8, u32, u32)>, fuel: bool },
+    Refund { member: u8, of: usize, total: u32 },
+    Redeem { member: u8, points: u32 },
+    /// Repeats an earlier step's event id verbatim.
+    Repeat(usize),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        5 => (0u8..4, 0u32..40_000, prop::collection::vec((0u8..3, 1u32..4, 0u32..5_000), 0..4), any::<bool>())
+            .prop_map(|(member, total, items, fuel)| Step::Purchase { member, total, items, fuel }),
+        2 => (0u8..4, any::<prop::sample::Index>(), 0u32..40_000)
+            .prop_map(|(member, of, total)| Step::Refund { member, of: of.index(1000), total }),
+        1 => (0u8..4, 1u32..2_000).prop_map(|(member, points)| Step::Redeem { member, points }),
+        1 => any::<prop::sample::Index>().prop_map(|i| Step::Repeat(i.index(1000))),
+    ]
+}
+
+/// JSON lines of a stream; events an hour apart (out of order now and then).
+fn render(steps: &[Step]) -> Vec<String> {
+    let categories = ["coffee", "food", "tobacco"];
+    let mut lines: Vec<String> = Vec::new();
+    for (n, s) in steps.iter().enumerate() {
+        let hour = if n % 7 == 3 { n.saturating_sub(5) } else { n };
+        let at = format!("2026-03-{:02}T{:02}:17:00+01:00", 1 + hour / 24, hour % 24);
+        let cents = |c: u32| format!("{}.{:02}", c / 100, c % 100);
+        let v: Value = match s {
+            Step::Purchase { member, total, items, fuel } => {
+                let items: Vec<Value> = items
+                    .iter()
+                    .map(|(c, q, a)| json!({"sku": "S", "category": categories[*c as usize], "quantity": q, "amount": cents(*a)}))
+                    .collect();
+                let mut v = json!({"event_id": format!("E{n}"), "member_id": format!("M{member}"), "occurred_at": at,
+                    "currency": "EUR", "total": cents(*total), "items": items, "channel": "store"});
+                if *fuel {
+                    v["merchant_id"] = json!("fuel");
+                }
+                v
+            }
+            Step::Refund { member, of, total } => json!({"event_id": format!("E{n}"), "kind": "refund",
+                "original_event_id": format!("E{}", of % n.max(1)), "member_id": format!("M{member}"),
+                "occurred_at": at, "currency": "EUR", "total": cents(*total)}),
+            Step::Redeem { member, points } => json!({"event_id": format!("E{n}"), "kind": "redeem",
+                "member_id": format!("M{member}"), "occurred_at": at, "points": points}),
+            Step::Repeat(i) => {
+                if lines.is_empty() {
+                    continue;
+                }
+                lines.push(lines[i % lines.len()].clone());
+                continue;
+            }
+        };
+        lines.push(v.to_string());
+    }
+    lines
+}
+
+#[derive(Default)]
+struct Collect {
+    rewards: Vec<String>,
+    new: Vec<bool>,
+    dead: usize,
+}
+
+impl Sink for Collect {
+    fn accept(&mut self, _: u64, _: &[u8], d: Disposition<'_>) -> io::Result<()> {
+        match d {
+            Disposition::Scored { reward, .. } => {
+                self.rewards.push(String::from_utf8_lossy(reward).into_owned());
+                self.new.push(true);
+            }
+            Disposition::Repeat { reward, .. } => {
+                self.rewards.push(String::from_utf8_lossy(reward).into_owned());
+                self.new.push(false);
+            }
+            Disposition::Anonymous { .. } => {}
+            Disposition::Dead(_) => self.dead += 1,
+        }
+        Ok(())
+    }
+}
+
+fn scorer(program: Program) -> Scorer<MemoryStore> {
+    let programs = ProgramSet::new(vec![Arc::new(program)]).expect("one program");
+    Scorer::new(programs, Settings::default(), 65536, MemoryStore::new())
+}
+
+fn run(scorer: &mut Scorer<MemoryStore>, lines: &[String]) -> Collect {
+    let mut sink = Collect::default();
+    for (n, line) in lines.iter().enumerate() {
+        scorer.score(n as u64 + 1, line.as_bytes(), &mut sink).expect("score");
+    }
+    sink
+}
+
+fn snapshot(store: &MemoryStore) -> BTreeMap<String, String> {
+    store.iter().map(|(p, m, s)| (format!("{p}/{m}"), format!("{s:?}"))).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn points_balance_and_replay(program in program(), steps in prop::collection::vec(step(), 1..60)) {
+        let lines = render(&steps);
+        let mut scorer = scorer(program);
+        let first = run(&mut scorer, &lines);
+        prop_assert_eq!(first.dead, 0);
+        let mut sums: BTreeMap<String, i64> = BTreeMap::new();
+        for (reward, new) in first.rewards.iter().zip(&first.new) {
+            let v: Value = serde_json::from_str(reward).expect("reward is JSON");
+            let lines: i64 = v["breakdown"].as_array().expect("breakdown").iter().map(|l| l["points"].as_i64().unwrap_or(0)).sum();
+            prop_assert_eq!(v["points"].as_i64(), Some(lines), "points = sum of breakdown: {}", reward);
+            prop_assert!(v["breakdown"].as_array().expect("breakdown").iter().all(|l| l["points"].as_i64() != Some(0)));
+            if *new {
+                let member = v["member_id"].as_str().unwrap_or_default().to_owned();
+                let sum = sums.entry(member).or_default();
+                *sum += v["points"].as_i64().unwrap_or(0);
+                prop_assert_eq!(v["balance"].as_i64(), Some(*sum), "balance = sum of points: {}", reward);
+            }
+        }
+        let before = snapshot(scorer.store());
+        let second = run(&mut scorer, &lines);
+        prop_assert_eq!(&second.rewards, &first.rewards, "a replay re-emits identical lines");
+        prop_assert!(second.new.iter().all(|n| !n), "a replay scores nothing anew");
+        prop_assert_eq!(snapshot(scorer.store()), before, "a replay changes no state");
+    }
+
+    #[test]
+    fn full_refunds_return_lifetime_spend_to_zero(mut program in program(), steps in prop::collection::vec(step(), 1..40)) {
+        program.qualification.basis = Basis::Lifetime;
+        let purchases: Vec<Step> = steps.into_iter().filter(|s| matches!(s, Step::Purchase { .. })).collect();
+        let mut lines = render(&purchases);
+        let refunds: Vec<String> = purchases.iter().enumerate().map(|(n, s)| {
+            let Step::Purchase { member, total, .. } = s else { unreachable!() };
+            json!({"event_id": format!("F{n}"), "kind": "refund", "original_event_id": format!("E{n}"),
+                "member_id": format!("M{member}"), "occurred_at": "2026-04-30T12:00:00Z", "currency": "EUR",
+                "total": format!("{}.{:02}", total / 100, total % 100)}).to_string()
+        }).collect();
+        lines.extend(refunds);
+        let mut scorer = scorer(program);
+        let out = run(&mut scorer, &lines);
+        prop_assert_eq!(out.dead, 0);
+        for (_, _, state) in scorer.store().iter() {
+            prop_assert_eq!(state.lifetime_spend, Decimal::ZERO);
+        }
+    }
+}
