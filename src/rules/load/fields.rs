@@ -168,6 +168,25 @@ fn join(path: &str, key: &str) -> String {
     }
 }
 
+/// A value as written, fit for a one-line message: a multi-line array or
+/// inline table is folded and a long value shortened.
+fn one_line(written: &str) -> String {
+    const LIMIT: usize = 60;
+    let folded = written.split_whitespace().collect::<Vec<_>>().join(" ");
+    if folded.chars().count() <= LIMIT {
+        // Keep the value exactly as written when it already fits, spaces
+        // inside strings included.
+        return if written.contains('\n') {
+            folded
+        } else {
+            written.to_owned()
+        };
+    }
+    let mut short: String = folded.chars().take(LIMIT).collect();
+    short.push_str("...");
+    short
+}
+
 /// How a TOML value is called in messages.
 fn type_name(value: &DeValue<'_>) -> &'static str {
     match value {
@@ -217,7 +236,7 @@ impl<'a> Entry<'a, '_> {
     /// Records a problem with this value: `path = value: reason`.
     pub(super) fn complain(&self, report: &mut Report<'_>, reason: impl std::fmt::Display) {
         let span = self.value.span();
-        let written = report.src(&span);
+        let written = one_line(report.src(&span));
         report.at(&span, format!("{} = {written}: {reason}", self.path));
     }
 
@@ -228,7 +247,7 @@ impl<'a> Entry<'a, '_> {
         span: &Span,
         reason: impl std::fmt::Display,
     ) {
-        let written = report.src(span);
+        let written = one_line(report.src(span));
         report.at(span, format!("{}: {written} {reason}", self.path));
     }
 

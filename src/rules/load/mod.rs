@@ -7,10 +7,10 @@
 //! formed, lists non-empty). It does no I/O but [`load_file`]'s one read.
 //!
 //! The file is parsed once into TOML values with spans ([`toml::de::DeTable`])
-//! and read key by key ([`fields`]), not deserialized with serde: that way
+//! and read key by key (`fields`), not deserialized with serde: that way
 //! every problem is found in one pass and located at its key or value, and
 //! keys that depend on a value (a rule's `kind`) are checked like the others.
-//! Each section has its reader ([`program`], [`rules`]); a later key or
+//! Each section has its reader (`program`, `rules`); a later key or
 //! section of the contract is one more `get` in its reader, a later rule kind
 //! one more entry in `rules::KINDS`.
 
