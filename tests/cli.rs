@@ -1,0 +1,172 @@
+//! The commands through the real binary: check-rules verdicts, simulate's
+//! report, score's streams, and every file under `config/`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_loyalty-scorer"))
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("run loyalty-scorer")
+}
+
+#[test]
+fn check_rules_accepts_every_config_file() {
+    let dir = root().join("config/rules");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("config/rules")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty());
+    let out = run(bin().arg("check-rules").args(&files));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert_eq!(stdout.lines().count(), files.len(), "{stdout}");
+    assert!(stdout.lines().all(|l| l.contains(": ok: ") && l.contains("rules_version")), "{stdout}");
+}
+
+#[test]
+fn check_rules_reports_each_problem_with_its_position() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("broken.toml");
+    std::fs::write(
+        &file,
+        "[program]\nid = \"x\"\ncurrency = \"EUR\"\n\n[[tiers]]\nname = \"a\"\nthreshold = \"0\"\n\n[[tiers]]\nname = \"b\"\nthreshold = \"0\"\n\n[[rules]]\nid = \"r\"\nkind = \"stamp_card\"\nstamps_required = 0\n",
+    )
+    .expect("write");
+    let out = run(bin().arg("check-rules").arg(&file));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    let name = file.display().to_string();
+    assert!(stderr.contains(&format!("{name}:11:13: tiers.b.threshold")), "{stderr}");
+    assert!(stderr.contains(&format!("{name}:16:19: rules.r.stamps_required")), "{stderr}");
+    assert!(stderr.contains("2 problems"), "{stderr}");
+}
+
+#[test]
+fn score_refuses_to_start_on_invalid_rules() {
+    let out = run(bin()
+        .args(["score", "--rules"])
+        .arg(root().join("tests/golden/lifecycle/rules.toml"))
+        .args(["--input", "/dev/null"]));
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("invalid rules") && stderr.contains("rules.toml:28:2: pending"), "{stderr}");
+}
+
+#[test]
+fn score_reads_stdin_and_skips_blank_lines() {
+    use std::io::Write;
+    let mut child = bin()
+        .args(["score", "--rules"])
+        .arg(root().join("config/rules/acme.toml"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let input = "\n  \t\r\n{\"event_id\":\"A\",\"member_id\":\"M\",\"occurred_at\":\"2026-11-02T08:15:00Z\",\"currency\":\"EUR\",\"total\":\"10\"}\r\n\nbroken\n";
+    child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success());
+    let rewards: Vec<Value> = text(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    assert_eq!(rewards.len(), 1);
+    assert_eq!(rewards[0]["points"], 510);
+    let dead: Vec<Value> = text(&out.stderr).lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    assert_eq!(dead.len(), 1, "dead letters go to stderr without --dlq");
+    assert_eq!(dead[0]["line"], 5);
+    assert_eq!(dead[0]["reason"], "invalid_json");
+}
+
+#[test]
+fn simulate_reports_the_basic_example() {
+    let dir = root().join("tests/golden/basic");
+    let out = run(bin()
+        .args(["simulate", "--json", "--rules"])
+        .arg(dir.join("rules.toml"))
+        .arg("--input")
+        .arg(dir.join("events.jsonl")));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json report");
+    let p = &report["programs"][0];
+    assert_eq!(p["program"], "acme");
+    let e = &p["events"];
+    assert_eq!(
+        (&e["purchases"], &e["refunds"], &e["refunds_unknown_original"], &e["redeems"], &e["redeems_rejected"]),
+        (&Value::from(8), &Value::from(3), &Value::from(1), &Value::from(2), &Value::from(1))
+    );
+    assert_eq!((&e["repeats"], &e["anonymous"]), (&Value::from(1), &Value::from(1)));
+    assert_eq!(p["members"], 3);
+    assert_eq!(p["points_issued"], 24_520);
+    assert_eq!(p["points_refunded"], 3_370);
+    assert_eq!(p["points_redeemed"], 1_000);
+    assert_eq!(p["points_expired"], 1_316);
+    assert_eq!(p["points_outstanding"], 20_502);
+    assert_eq!(p["points_owed"], 1_668);
+    assert_eq!(p["liability"], "205.02");
+    assert_eq!(p["gifts"]["tote-bag"], 3);
+    assert_eq!(p["gifts"]["free-coffee"], 2);
+    assert_eq!(p["gifts"]["voucher-50"], 2);
+    assert_eq!(p["tiers"]["silver"], 1);
+    assert_eq!(p["tiers"]["platinum"], 1);
+    assert_eq!(p["tiers"]["basic"], 1);
+    assert_eq!(p["points_by_rule"]["welcome"], 1_000);
+    let dead = &report["dead_letters"];
+    assert_eq!((&dead["invalid_amount"], &dead["invalid_field"]), (&Value::from(2), &Value::from(2)));
+}
+
+#[test]
+fn simulate_reports_budgets_in_text() {
+    let dir = root().join("tests/golden/coalition");
+    let out = run(bin()
+        .args(["simulate", "--rules"])
+        .arg(dir.join("rules.toml"))
+        .arg("--input")
+        .arg(dir.join("events.jsonl")));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("Program citypoints (PLN)"), "{stdout}");
+    assert!(stdout.lines().any(|l| l.contains("weekend-breakfast") && l.contains("100 of 100 (100.00%)")), "{stdout}");
+}
+
+#[test]
+fn several_programs_are_served_by_their_ids() {
+    let out = run(bin()
+        .args(["score", "--rules"])
+        .arg(root().join("config/rules/acme.toml"))
+        .arg("--rules")
+        .arg(root().join("config/rules/citypoints.toml"))
+        .args(["--input", "-"])
+        .stdin(std::fs::File::open(write_tmp(
+            "{\"event_id\":\"A\",\"member_id\":\"M\",\"occurred_at\":\"2026-11-02T08:15:00Z\",\"currency\":\"EUR\",\"total\":\"10\"}\n\
+             {\"event_id\":\"A\",\"program\":\"citypoints\",\"member_id\":\"M\",\"occurred_at\":\"2026-11-02T08:15:00Z\",\"currency\":\"PLN\",\"total\":\"10\"}\n",
+        ).as_path()).expect("open")));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rewards: Vec<Value> = text(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    assert_eq!(rewards.len(), 2, "the same event id in two programs is two events");
+    assert_eq!((&rewards[0]["program"], &rewards[0]["points"]), (&Value::from("acme"), &Value::from(510)));
+    assert_eq!((&rewards[1]["program"], &rewards[1]["points"]), (&Value::from("citypoints"), &Value::from(5)));
+}
+
+fn write_tmp(content: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("loyalty-scorer-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    let path = dir.join(format!("{}.jsonl", content.len()));
+    std::fs::write(&path, content).expect("write");
+    let _ = Path::new(&path).exists();
+    path
+}
