@@ -35,10 +35,8 @@ prop_compose! {
 
 fn rule_kind() -> impl Strategy<Value = RuleKind> {
     prop_oneof![
-        prop::sample::select(vec!["1.5", "2", "3"]).prop_map(|m| RuleKind::CategoryMultiplier {
-            categories: vec!["coffee".into()],
-            multiplier: dec(m)
-        }),
+        prop::sample::select(vec!["1.5", "2", "3"])
+            .prop_map(|m| RuleKind::CategoryMultiplier { categories: vec!["coffee".into()], multiplier: dec(m) }),
         (0i64..200, 0i64..300, any::<bool>()).prop_map(|(min, bonus, gift)| RuleKind::BasketThreshold {
             min_spend: Decimal::from(min),
             bonus_points: bonus,
@@ -97,9 +95,21 @@ prop_compose! {
 
 #[derive(Debug, Clone)]
 enum Step {
-    Purchase { member: u8, total: u32, items: Vec<(u8, u32, u32)>, fuel: bool },
-    Refund { member: u8, of: usize, total: u32 },
-    Redeem { member: u8, points: u32 },
+    Purchase {
+        member: u8,
+        total: u32,
+        items: Vec<(u8, u32, u32)>,
+        fuel: bool,
+    },
+    Refund {
+        member: u8,
+        of: usize,
+        total: u32,
+    },
+    Redeem {
+        member: u8,
+        points: u32,
+    },
     /// Repeats an earlier step's event id verbatim.
     Repeat(usize),
 }

@@ -58,36 +58,21 @@ fn with_program(rest: &str) -> String {
 
 #[test]
 fn toml_syntax_error_is_one_located_problem() {
-    assert_problem(
-        "[program]\nid = \"acme\"\ncurrency = EUR\n",
-        "3:12",
-        "TOML syntax error",
-    );
-    assert_problem(
-        "[program]\nid = \"a\"\nid = \"b\"\n",
-        "3:1",
-        "duplicate key",
-    );
+    assert_problem("[program]\nid = \"acme\"\ncurrency = EUR\n", "3:12", "TOML syntax error");
+    assert_problem("[program]\nid = \"a\"\nid = \"b\"\n", "3:1", "duplicate key");
 }
 
 #[test]
 fn missing_program_table() {
     assert_problem("", "1:1", "missing [program]");
-    assert_problem(
-        "[[tiers]]\nname = \"basic\"\nthreshold = \"0\"\n",
-        "1:1",
-        "missing [program]",
-    );
+    assert_problem("[[tiers]]\nname = \"basic\"\nthreshold = \"0\"\n", "1:1", "missing [program]");
 }
 
 #[test]
 fn missing_program_id_and_currency_are_both_reported() {
     assert_problems(
         "# acme\n[program]\ntimezone = \"UTC\"\n",
-        &[
-            ("2:1", "program: missing required key id"),
-            ("2:1", "program: missing required key currency"),
-        ],
+        &[("2:1", "program: missing required key id"), ("2:1", "program: missing required key currency")],
     );
 }
 
@@ -106,10 +91,7 @@ fn unknown_key_suggests_the_likely_one() {
         &with_program("[[tiers]]\nname = \"basic\"\ntreshold = \"0\"\n"),
         &[
             ("4:1", "tiers.basic: missing required key threshold"),
-            (
-                "6:1",
-                "tiers.basic.treshold: unknown key (did you mean threshold?)",
-            ),
+            ("6:1", "tiers.basic.treshold: unknown key (did you mean threshold?)"),
         ],
     );
     let text = with_program("[[tiers]]\nname = \"basic\"\nthreshold = \"0\"\nmultipler = \"1\"\n");
@@ -189,11 +171,7 @@ fn integer_decimal_gets_a_hint_to_quote_it() {
 #[test]
 fn decimal_string_that_is_not_a_decimal() {
     for bad in ["abc", "1e3", "1,5", "+1", " 1", ".5"] {
-        assert_problem(
-            &with_program(&format!("points_per_unit = \"{bad}\"\n")),
-            "4:19",
-            "not a decimal",
-        );
+        assert_problem(&with_program(&format!("points_per_unit = \"{bad}\"\n")), "4:19", "not a decimal");
     }
 }
 
@@ -237,11 +215,7 @@ fn equal_thresholds_are_not_increasing() {
         "[[tiers]]\nname = \"basic\"\nthreshold = \"0\"\n\
          [[tiers]]\nname = \"gold\"\nthreshold = \"0.00\"\n",
     );
-    assert_problem(
-        &text,
-        "9:13",
-        "tiers.gold.threshold = \"0.00\": must be above",
-    );
+    assert_problem(&text, "9:13", "tiers.gold.threshold = \"0.00\": must be above");
 }
 
 #[test]
@@ -259,11 +233,7 @@ fn tier_names_must_be_unique() {
         "[[tiers]]\nname = \"basic\"\nthreshold = \"0\"\n\
          [[tiers]]\nname = \"basic\"\nthreshold = \"10\"\n",
     );
-    assert_problem(
-        &text,
-        "8:8",
-        "tiers[2].name = \"basic\": another tier has this name",
-    );
+    assert_problem(&text, "8:8", "tiers[2].name = \"basic\": another tier has this name");
 }
 
 #[test]
@@ -274,14 +244,8 @@ fn tier_multiplier_and_discount_ranges() {
     assert_problems(
         &text,
         &[
-            (
-                "7:14",
-                "tiers.basic.multiplier = \"0.5\": must be 1 or more",
-            ),
-            (
-                "8:20",
-                "tiers.basic.discount_percent = \"100.5\": must be between 0 and 100",
-            ),
+            ("7:14", "tiers.basic.multiplier = \"0.5\": must be 1 or more"),
+            ("8:20", "tiers.basic.discount_percent = \"100.5\": must be between 0 and 100"),
         ],
     );
 }
@@ -300,31 +264,16 @@ fn an_empty_tier_list_is_rejected() {
 
 #[test]
 fn qualification_values_and_ranges() {
-    let text = with_program(
-        "[tier_qualification]\nbasis = \"monthly\"\nwindow_months = 121\ndowngrade = \"grace\"\n",
-    );
+    let text = with_program("[tier_qualification]\nbasis = \"monthly\"\nwindow_months = 121\ndowngrade = \"grace\"\n");
     assert_problems(
         &text,
         &[
-            (
-                "5:9",
-                "tier_qualification.basis = \"monthly\": unknown value; write one of lifetime, rolling",
-            ),
-            (
-                "6:17",
-                "tier_qualification.window_months = 121: must be between 1 and 120",
-            ),
-            (
-                "7:13",
-                "tier_qualification.downgrade = \"grace\": unknown value; write one of never, immediate",
-            ),
+            ("5:9", "tier_qualification.basis = \"monthly\": unknown value; write one of lifetime, rolling"),
+            ("6:17", "tier_qualification.window_months = 121: must be between 1 and 120"),
+            ("7:13", "tier_qualification.downgrade = \"grace\": unknown value; write one of never, immediate"),
         ],
     );
-    assert_problem(
-        &with_program("[tier_qualification]\nwindow_months = 0\n"),
-        "5:17",
-        "must be between 1 and 120",
-    );
+    assert_problem(&with_program("[tier_qualification]\nwindow_months = 0\n"), "5:17", "must be between 1 and 120");
 }
 
 // ---- partners ----
@@ -341,18 +290,9 @@ fn partners_need_a_unique_merchant_id_and_a_rate() {
         &text,
         &[
             ("4:1", "partners[1]: missing required key merchant_id"),
-            (
-                "10:15",
-                "partners[3].merchant_id = \"fuel-co\": another partner has this merchant_id",
-            ),
-            (
-                "11:19",
-                "partners[3].points_per_unit = 2: write decimals as strings",
-            ),
-            (
-                "12:1",
-                "partners.pharma: missing required key points_per_unit",
-            ),
+            ("10:15", "partners[3].merchant_id = \"fuel-co\": another partner has this merchant_id"),
+            ("11:19", "partners[3].points_per_unit = 2: write decimals as strings"),
+            ("12:1", "partners.pharma: missing required key points_per_unit"),
         ],
     );
 }
@@ -363,10 +303,7 @@ fn partners_need_a_unique_merchant_id_and_a_rate() {
 fn rules_need_id_and_kind() {
     assert_problems(
         &with_program("[[rules]]\nbonus_points = 5\n"),
-        &[
-            ("4:1", "rules[1]: missing required key id"),
-            ("4:1", "rules[1]: missing required key kind"),
-        ],
+        &[("4:1", "rules[1]: missing required key id"), ("4:1", "rules[1]: missing required key kind")],
     );
 }
 
@@ -376,29 +313,14 @@ fn rule_ids_must_be_unique() {
         "[[rules]]\nid = \"welcome\"\nkind = \"first_purchase\"\n\
          [[rules]]\nid = \"welcome\"\nkind = \"first_purchase\"\n",
     );
-    assert_problem(
-        &text,
-        "8:6",
-        "rules[2].id = \"welcome\": another rule has this id; rule ids must be unique",
-    );
+    assert_problem(&text, "8:6", "rules[2].id = \"welcome\": another rule has this id; rule ids must be unique");
 }
 
 #[test]
 fn rule_ids_must_not_be_breakdown_names() {
-    for (id, col) in [
-        ("base", "6"),
-        ("expired", "6"),
-        ("adjust", "6"),
-        ("tier:gold", "6"),
-    ] {
-        let text = with_program(&format!(
-            "[[rules]]\nid = \"{id}\"\nkind = \"first_purchase\"\n"
-        ));
-        assert_problem(
-            &text,
-            &format!("5:{col}"),
-            "reserved: reward breakdowns use",
-        );
+    for (id, col) in [("base", "6"), ("expired", "6"), ("adjust", "6"), ("tier:gold", "6")] {
+        let text = with_program(&format!("[[rules]]\nid = \"{id}\"\nkind = \"first_purchase\"\n"));
+        assert_problem(&text, &format!("5:{col}"), "reserved: reward breakdowns use");
     }
 }
 
@@ -413,9 +335,8 @@ fn unknown_kind_lists_the_kinds() {
 
 #[test]
 fn a_key_of_another_kind_is_unknown() {
-    let text = with_program(
-        "[[rules]]\nid = \"big\"\nkind = \"basket_threshold\"\nmin_spend = \"100\"\nmultiplier = \"2\"\n",
-    );
+    let text =
+        with_program("[[rules]]\nid = \"big\"\nkind = \"basket_threshold\"\nmin_spend = \"100\"\nmultiplier = \"2\"\n");
     assert_problem(
         &text,
         "8:1",
@@ -429,14 +350,10 @@ fn a_key_of_another_kind_is_unknown() {
 fn category_multiplier_needs_categories_and_a_multiplier_of_at_least_one() {
     assert_problems(
         &with_program("[[rules]]\nid = \"c\"\nkind = \"category_multiplier\"\n"),
-        &[
-            ("4:1", "rules.c: missing required key categories"),
-            ("4:1", "rules.c: missing required key multiplier"),
-        ],
+        &[("4:1", "rules.c: missing required key categories"), ("4:1", "rules.c: missing required key multiplier")],
     );
-    let text = with_program(
-        "[[rules]]\nid = \"c\"\nkind = \"category_multiplier\"\ncategories = []\nmultiplier = \"0.9\"\n",
-    );
+    let text =
+        with_program("[[rules]]\nid = \"c\"\nkind = \"category_multiplier\"\ncategories = []\nmultiplier = \"0.9\"\n");
     assert_problems(
         &text,
         &[
@@ -473,10 +390,7 @@ fn stamp_card_ranges_and_values() {
         &text,
         &[
             ("7:19", "rules.s.stamps_required = 0: must be at least 1"),
-            (
-                "8:9",
-                "rules.s.count = \"item\": unknown value (did you mean \"items\"?); write one of purchases, items",
-            ),
+            ("8:9", "rules.s.count = \"item\": unknown value (did you mean \"items\"?); write one of purchases, items"),
             (
                 "9:14",
                 "rules.s.categories = []: must not be empty; omit categories for a card that counts every purchase",
@@ -504,10 +418,7 @@ fn milestone_thresholds_must_increase_from_one() {
     );
     assert_problems(
         &with_program("[[rules]]\nid = \"m\"\nkind = \"milestone\"\nthresholds = [100, 100, 0]\n"),
-        &[
-            ("7:20", "rules.m.thresholds: 100 must be above 100"),
-            ("7:25", "rules.m.thresholds: 0 must be at least 1"),
-        ],
+        &[("7:20", "rules.m.thresholds: 100 must be above 100"), ("7:25", "rules.m.thresholds: 0 must be at least 1")],
     );
 }
 
@@ -515,9 +426,7 @@ fn milestone_thresholds_must_increase_from_one() {
 
 fn rule_with(filters: &str) -> String {
     // The filters start on line 7.
-    with_program(&format!(
-        "[[rules]]\nid = \"r\"\nkind = \"first_purchase\"\n{filters}"
-    ))
+    with_program(&format!("[[rules]]\nid = \"r\"\nkind = \"first_purchase\"\n{filters}"))
 }
 
 #[test]
@@ -528,9 +437,7 @@ fn validity_needs_rfc3339_with_offset_and_from_before_to() {
         "rules.r.valid_from = \"2026-11-01T00:00:00\": not an RFC 3339 timestamp with an offset",
     );
     assert_problem(
-        &rule_with(
-            "valid_from = \"2026-12-01T00:00:00Z\"\nvalid_to = \"2026-12-01T01:00:00+01:00\"\n",
-        ),
+        &rule_with("valid_from = \"2026-12-01T00:00:00Z\"\nvalid_to = \"2026-12-01T01:00:00+01:00\"\n"),
         "8:12",
         "rules.r.valid_to = \"2026-12-01T01:00:00+01:00\": must be later than valid_from",
     );
@@ -541,18 +448,11 @@ fn days_must_be_distinct_weekday_names() {
     assert_problems(
         &rule_with("days = [\"sat\", \"Sunday\", \"sat\"]\n"),
         &[
-            (
-                "7:16",
-                "rules.r.days: \"Sunday\" is not a day; write mon, tue, wed, thu, fri, sat or sun",
-            ),
+            ("7:16", "rules.r.days: \"Sunday\" is not a day; write mon, tue, wed, thu, fri, sat or sun"),
             ("7:26", "rules.r.days: \"sat\" is listed twice"),
         ],
     );
-    assert_problem(
-        &rule_with("days = []\n"),
-        "7:8",
-        "rules.r.days = []: must not be empty",
-    );
+    assert_problem(&rule_with("days = []\n"), "7:8", "rules.r.days = []: must not be empty");
 }
 
 #[test]
@@ -567,11 +467,7 @@ fn hours_must_be_an_increasing_local_range() {
         "7:9",
         "rules.r.hours = \"22:00-02:00\": the start must be before the end",
     );
-    assert_problem(
-        &rule_with("hours = \"10:00-24:30\"\n"),
-        "7:9",
-        "times run from 00:00 to 24:00",
-    );
+    assert_problem(&rule_with("hours = \"10:00-24:30\"\n"), "7:9", "times run from 00:00 to 24:00");
 }
 
 #[test]
@@ -581,10 +477,7 @@ fn filter_lists_must_not_be_empty() {
         &[
             ("7:10", "rules.r.stores = []: must not be empty"),
             ("8:12", "rules.r.channels = []: must not be empty"),
-            (
-                "9:19",
-                "rules.r.merchants: 1 is an integer; the list holds strings",
-            ),
+            ("9:19", "rules.r.merchants: 1 is an integer; the list holds strings"),
         ],
     );
 }
@@ -600,11 +493,7 @@ fn tier_filter_must_name_existing_tiers() {
 
 #[test]
 fn budget_must_be_positive() {
-    assert_problem(
-        &rule_with("budget_points = 0\n"),
-        "7:17",
-        "rules.r.budget_points = 0: must be at least 1",
-    );
+    assert_problem(&rule_with("budget_points = 0\n"), "7:17", "rules.r.budget_points = 0: must be at least 1");
 }
 
 // ---- caps and expiry ----
@@ -617,14 +506,8 @@ fn caps_and_expiry_ranges() {
     assert_problems(
         &text,
         &[
-            (
-                "5:24",
-                "caps.max_points_per_event = -1: must not be negative",
-            ),
-            (
-                "6:33",
-                "caps.max_points_per_member_per_day = \"5\": write whole numbers without quotes",
-            ),
+            ("5:24", "caps.max_points_per_event = -1: must not be negative"),
+            ("6:33", "caps.max_points_per_member_per_day = \"5\": write whole numbers without quotes"),
             ("8:19", "expiry.points_ttl_days = 0: must be at least 1"),
         ],
     );
@@ -641,24 +524,12 @@ fn a_file_with_several_problems_reports_all_in_file_order() {
     let got: Vec<String> = found.iter().map(Diagnostic::to_string).collect();
     let expected = [
         ("4:12", "program.currency = \"eur\""),
-        (
-            "5:19",
-            "program.points_per_unit = 1.5: write decimals as strings, e.g. points_per_unit = \"1.5\"",
-        ),
+        ("5:19", "program.points_per_unit = 1.5: write decimals as strings, e.g. points_per_unit = \"1.5\""),
         ("6:12", "program.rounding = \"half-up\""),
         ("18:13", "tiers.silver.threshold = \"3000\": must be above"),
-        (
-            "19:1",
-            "tiers.silver.treshold: unknown key (did you mean threshold?)",
-        ),
-        (
-            "24:16",
-            "rules.welcome.bonus_points = -500: must not be negative",
-        ),
-        (
-            "27:6",
-            "rules[2].id = \"welcome\": another rule has this id",
-        ),
+        ("19:1", "tiers.silver.treshold: unknown key (did you mean threshold?)"),
+        ("24:16", "rules.welcome.bonus_points = -500: must not be negative"),
+        ("27:6", "rules[2].id = \"welcome\": another rule has this id"),
         ("28:8", "rules[2].kind = \"birthday\": unknown rule kind"),
         ("31:24", "caps.max_points_per_event = -1"),
     ];
@@ -687,18 +558,8 @@ fn basic_example_loads() {
     assert_eq!(program.rounding, Rounding::Floor);
     assert_eq!(program.excluded_categories, ["tobacco", "gift-cards"]);
     assert_eq!(program.point_value, dec("0.01"));
-    let tiers: Vec<_> = program
-        .tiers
-        .iter()
-        .map(|t| {
-            (
-                t.name.as_str(),
-                t.threshold,
-                t.multiplier,
-                t.discount_percent,
-            )
-        })
-        .collect();
+    let tiers: Vec<_> =
+        program.tiers.iter().map(|t| (t.name.as_str(), t.threshold, t.multiplier, t.discount_percent)).collect();
     assert_eq!(
         tiers,
         [
@@ -712,37 +573,15 @@ fn basic_example_loads() {
     assert_eq!(program.qualification.downgrade, Downgrade::Never);
     assert!(program.partners.is_empty());
     let ids: Vec<_> = program.rules.iter().map(|r| r.id.as_str()).collect();
-    assert_eq!(
-        ids,
-        [
-            "coffee-x3",
-            "big-basket",
-            "fifth-coffee-free",
-            "welcome",
-            "miles"
-        ]
-    );
+    assert_eq!(ids, ["coffee-x3", "big-basket", "fifth-coffee-free", "welcome", "miles"]);
     let coffee = &program.rules[0];
-    assert_eq!(
-        coffee.kind,
-        RuleKind::CategoryMultiplier {
-            categories: vec!["coffee".into()],
-            multiplier: dec("3"),
-        }
-    );
+    assert_eq!(coffee.kind, RuleKind::CategoryMultiplier { categories: vec!["coffee".into()], multiplier: dec("3") });
     // 2026-11-01T00:00:00Z and 2026-12-01T00:00:00Z.
-    assert_eq!(
-        coffee.filters.valid_from,
-        Some(Micros(1_793_491_200_000_000))
-    );
+    assert_eq!(coffee.filters.valid_from, Some(Micros(1_793_491_200_000_000)));
     assert_eq!(coffee.filters.valid_to, Some(Micros(1_796_083_200_000_000)));
     assert_eq!(
         program.rules[1].kind,
-        RuleKind::BasketThreshold {
-            min_spend: dec("100"),
-            bonus_points: 200,
-            gift: Some("tote-bag".into()),
-        }
+        RuleKind::BasketThreshold { min_spend: dec("100"), bonus_points: 200, gift: Some("tote-bag".into()) }
     );
     assert_eq!(
         program.rules[2].kind,
@@ -754,16 +593,10 @@ fn basic_example_loads() {
             gift: Some("free-coffee".into()),
         }
     );
-    assert_eq!(
-        program.rules[3].kind,
-        RuleKind::FirstPurchase { bonus_points: 500 }
-    );
+    assert_eq!(program.rules[3].kind, RuleKind::FirstPurchase { bonus_points: 500 });
     assert_eq!(
         program.rules[4].kind,
-        RuleKind::Milestone {
-            thresholds: vec![5000, 10000],
-            gift: Some("voucher-50".into()),
-        }
+        RuleKind::Milestone { thresholds: vec![5000, 10000], gift: Some("voucher-50".into()) }
     );
     assert_eq!(program.caps.max_points_per_event, Some(12000));
     assert_eq!(program.caps.max_points_per_member_per_day, Some(20000));
@@ -781,35 +614,12 @@ fn coalition_example_loads() {
     assert_eq!(program.timezone, chrono_tz::Europe::Warsaw);
     assert_eq!(program.points_per_unit, dec("0.5"));
     assert_eq!(program.rounding, Rounding::HalfUp);
-    let tiers: Vec<_> = program
-        .tiers
-        .iter()
-        .map(|t| {
-            (
-                t.name.as_str(),
-                t.threshold,
-                t.multiplier,
-                t.discount_percent,
-            )
-        })
-        .collect();
-    assert_eq!(
-        tiers,
-        [
-            ("member", dec("0"), dec("1"), dec("0")),
-            ("gold", dec("2000"), dec("1.5"), dec("0")),
-        ]
-    );
-    assert_eq!(
-        program.qualification.basis,
-        Basis::Rolling { window_months: 12 }
-    );
+    let tiers: Vec<_> =
+        program.tiers.iter().map(|t| (t.name.as_str(), t.threshold, t.multiplier, t.discount_percent)).collect();
+    assert_eq!(tiers, [("member", dec("0"), dec("1"), dec("0")), ("gold", dec("2000"), dec("1.5"), dec("0")),]);
+    assert_eq!(program.qualification.basis, Basis::Rolling { window_months: 12 });
     assert_eq!(program.qualification.downgrade, Downgrade::Immediate);
-    let partners: Vec<_> = program
-        .partners
-        .iter()
-        .map(|p| (p.merchant_id.as_str(), p.points_per_unit))
-        .collect();
+    let partners: Vec<_> = program.partners.iter().map(|p| (p.merchant_id.as_str(), p.points_per_unit)).collect();
     assert_eq!(partners, [("fuel-co", dec("0.2")), ("pharma", dec("1"))]);
     assert_eq!(program.earn_rate(Some("fuel-co")), dec("0.2"));
     assert_eq!(program.earn_rate(Some("grocer")), dec("0.5"));
@@ -848,33 +658,19 @@ fn lifecycle_example_uses_keys_not_supported_yet() {
     };
     let at = |line: usize, column: usize, says: &str| {
         assert!(
-            found
-                .iter()
-                .any(|d| d.file == "tests/golden/lifecycle/rules.toml"
-                    && d.line == line
-                    && d.column == column
-                    && d.message.contains(says)),
+            found.iter().any(|d| d.file == "tests/golden/lifecycle/rules.toml"
+                && d.line == line
+                && d.column == column
+                && d.message.contains(says)),
             "no {line}:{column} `{says}` in {found:#?}"
         );
     };
-    at(
-        25,
-        13,
-        "tier_qualification.downgrade = \"grace\": unknown value",
-    );
+    at(25, 13, "tier_qualification.downgrade = \"grace\": unknown value");
     at(26, 1, "tier_qualification.grace_days: unknown key");
     at(28, 2, "pending: unknown table");
-    at(
-        33,
-        8,
-        "rules.birthday-treat.kind = \"birthday\": unknown rule kind",
-    );
+    at(33, 8, "rules.birthday-treat.kind = \"birthday\": unknown rule kind");
     at(35, 1, "rules.birthday-treat.window_days: unknown key");
-    at(
-        39,
-        1,
-        "expiry.mode: unknown key; [expiry] takes: points_ttl_days",
-    );
+    at(39, 1, "expiry.mode: unknown key; [expiry] takes: points_ttl_days");
     at(40, 1, "expiry.period: unknown key");
     at(41, 1, "expiry.periods: unknown key");
     at(42, 1, "expiry.inactivity_days: unknown key");
@@ -903,10 +699,7 @@ fn defaults_fill_what_the_file_omits() {
     assert_eq!(program.expiry.points_ttl_days, None);
 
     let rolling = load(&with_program("[tier_qualification]\nbasis = \"rolling\"\n"));
-    assert_eq!(
-        rolling.qualification.basis,
-        Basis::Rolling { window_months: 12 }
-    );
+    assert_eq!(rolling.qualification.basis, Basis::Rolling { window_months: 12 });
     let rules = load(&with_program(
         "[[rules]]\nid = \"s\"\nkind = \"stamp_card\"\nstamps_required = 2\n\
          [[rules]]\nid = \"b\"\nkind = \"basket_threshold\"\nmin_spend = \"0\"\n",
@@ -921,14 +714,7 @@ fn defaults_fill_what_the_file_omits() {
             gift: None,
         }
     );
-    assert_eq!(
-        rules.rules[1].kind,
-        RuleKind::BasketThreshold {
-            min_spend: dec("0"),
-            bonus_points: 0,
-            gift: None,
-        }
-    );
+    assert_eq!(rules.rules[1].kind, RuleKind::BasketThreshold { min_spend: dec("0"), bonus_points: 0, gift: None });
 }
 
 #[test]
@@ -962,10 +748,7 @@ fn summary_is_one_line() {
     };
     assert_eq!(
         summary(&program),
-        format!(
-            "acme: EUR, Europe/Berlin, 4 tiers, 5 rules, 0 partners, rules_version {}",
-            program.version
-        )
+        format!("acme: EUR, Europe/Berlin, 4 tiers, 5 rules, 0 partners, rules_version {}", program.version)
     );
     let single = load("[program]\nid = \"one\"\ncurrency = \"EUR\"\n");
     assert!(summary(&single).contains("UTC, 1 tier, 0 rules, 0 partners"));
@@ -977,10 +760,7 @@ fn missing_file_names_its_path() {
     let Err(err @ LoadError::Io { .. }) = err else {
         panic!("expected an I/O error, got {err:?}");
     };
-    assert!(
-        err.to_string().contains("tests/rules/no-such-file.toml"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("tests/rules/no-such-file.toml"), "{err}");
 }
 
 #[test]
@@ -1005,18 +785,8 @@ fn non_utf8_file_is_located() {
 #[test]
 fn invalid_display_lists_every_diagnostic() {
     let err = LoadError::Invalid(vec![
-        Diagnostic {
-            file: "r.toml".into(),
-            line: 1,
-            column: 2,
-            message: "a".into(),
-        },
-        Diagnostic {
-            file: "r.toml".into(),
-            line: 3,
-            column: 4,
-            message: "b".into(),
-        },
+        Diagnostic { file: "r.toml".into(), line: 1, column: 2, message: "a".into() },
+        Diagnostic { file: "r.toml".into(), line: 3, column: 4, message: "b".into() },
     ]);
     assert_eq!(err.to_string(), "r.toml:1:2: a\nr.toml:3:4: b");
 }
@@ -1026,10 +796,7 @@ fn multi_line_values_are_quoted_on_one_line() {
     let text = rule_with("stores = [\n  \"a\",\n  2,\n]\n");
     let got = problems(&text);
     assert_eq!(got.len(), 1, "{got:#?}");
-    assert_eq!(
-        got[0],
-        "rules.toml:9:3: rules.r.stores: 2 is an integer; the list holds strings"
-    );
+    assert_eq!(got[0], "rules.toml:9:3: rules.r.stores: 2 is an integer; the list holds strings");
     let text = with_program("excluded_categories = {\n  a = 1 }\n");
     assert_eq!(
         problems(&text),

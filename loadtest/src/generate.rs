@@ -213,12 +213,20 @@ fn purchase(
 
 fn invalid(rng: &mut Rng, n: u64, at: &str, currency: &str, line: &mut String) {
     let text = match rng.below(6) {
-        0 => format!(r#"{{"event_id":"ev-{n:09}","member_id":"M1","occurred_at":"{at}","currency":"{currency}","total":"12.5"#),
+        0 => format!(
+            r#"{{"event_id":"ev-{n:09}","member_id":"M1","occurred_at":"{at}","currency":"{currency}","total":"12.5"#
+        ),
         1 => format!(r#"{{"event_id":"ev-{n:09}","kind":"gift","member_id":"M1","occurred_at":"{at}"}}"#),
         2 => format!(r#"{{"member_id":"M1","occurred_at":"{at}","currency":"{currency}","total":"3.00"}}"#),
-        3 => format!(r#"{{"event_id":"ev-{n:09}","member_id":"M1","occurred_at":"{at}","currency":"{currency}","total":"-4.00"}}"#),
-        4 => format!(r#"{{"event_id":"ev-{n:09}","member_id":"M1","occurred_at":"{at}","currency":"XXX","total":"4.00"}}"#),
-        _ => format!(r#"{{"event_id":"ev-{n:09}","member_id":"M1","occurred_at":"yesterday","currency":"{currency}","total":"4.00"}}"#),
+        3 => format!(
+            r#"{{"event_id":"ev-{n:09}","member_id":"M1","occurred_at":"{at}","currency":"{currency}","total":"-4.00"}}"#
+        ),
+        4 => format!(
+            r#"{{"event_id":"ev-{n:09}","member_id":"M1","occurred_at":"{at}","currency":"XXX","total":"4.00"}}"#
+        ),
+        _ => format!(
+            r#"{{"event_id":"ev-{n:09}","member_id":"M1","occurred_at":"yesterday","currency":"{currency}","total":"4.00"}}"#
+        ),
     };
     line.push_str(&text);
 }

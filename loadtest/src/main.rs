@@ -31,9 +31,9 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Generate(options) => {
             let out: Box<dyn Write> = match &options.output {
-                Some(path) if path != &PathBuf::from("-") => Box::new(
-                    File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
-                ),
+                Some(path) if path != &PathBuf::from("-") => {
+                    Box::new(File::create(path).with_context(|| format!("cannot create {}", path.display()))?)
+                }
                 _ => Box::new(io::stdout().lock()),
             };
             let mut out = BufWriter::with_capacity(1 << 16, out);

@@ -49,13 +49,7 @@ pub(super) struct Entry<'a, 'i> {
 
 impl<'a, 'i> Fields<'a, 'i> {
     pub(super) fn new(path: String, what: String, span: Span, table: &'a DeTable<'i>) -> Self {
-        Self {
-            path,
-            what,
-            span,
-            table,
-            known: Vec::new(),
-        }
+        Self { path, what, span, table, known: Vec::new() }
     }
 
     pub(super) fn span(&self) -> &Span {
@@ -81,11 +75,7 @@ impl<'a, 'i> Fields<'a, 'i> {
     pub(super) fn get(&mut self, key: &'static str) -> Option<Entry<'a, 'i>> {
         self.known.push(key);
         let value = self.table.get(key)?;
-        Some(Entry {
-            path: join(&self.path, key),
-            key,
-            value,
-        })
+        Some(Entry { path: join(&self.path, key), key, value })
     }
 
     /// Like [`Fields::get`], reporting a missing key with an example value.
@@ -97,13 +87,7 @@ impl<'a, 'i> Fields<'a, 'i> {
     ) -> Option<Entry<'a, 'i>> {
         let entry = self.get(key);
         if entry.is_none() {
-            report.at(
-                &self.span,
-                format!(
-                    "{}: missing required key {key}; add e.g. {key} = {example}",
-                    self.label()
-                ),
-            );
+            report.at(&self.span, format!("{}: missing required key {key}; add e.g. {key} = {example}", self.label()));
         }
         entry
     }
@@ -115,11 +99,7 @@ impl<'a, 'i> Fields<'a, 'i> {
 
     /// Like [`Fields::finish`]; `note` may explain an unknown key further
     /// (e.g. which other rule kind takes it).
-    pub(super) fn finish_with(
-        self,
-        report: &mut Report<'_>,
-        note: impl Fn(&str) -> Option<String>,
-    ) {
+    pub(super) fn finish_with(self, report: &mut Report<'_>, note: impl Fn(&str) -> Option<String>) {
         for (key, value) in self.table.iter() {
             let name: &str = key.get_ref();
             if self.known.contains(&name) {
@@ -127,9 +107,7 @@ impl<'a, 'i> Fields<'a, 'i> {
             }
             let noun = match value.get_ref() {
                 DeValue::Table(_) => "table",
-                DeValue::Array(a) if a.iter().all(|v| v.get_ref().is_table()) && !a.is_empty() => {
-                    "table"
-                }
+                DeValue::Array(a) if a.iter().all(|v| v.get_ref().is_table()) && !a.is_empty() => "table",
                 _ => "key",
             };
             let mut message = format!("{}: unknown {noun}", join(&self.path, name));
@@ -152,20 +130,12 @@ impl<'a, 'i> Fields<'a, 'i> {
 
     /// The table as messages name it.
     fn label(&self) -> String {
-        if self.path.is_empty() {
-            self.what.clone()
-        } else {
-            self.path.clone()
-        }
+        if self.path.is_empty() { self.what.clone() } else { self.path.clone() }
     }
 }
 
 fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{path}.{key}")
-    }
+    if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
 }
 
 /// A value as written, fit for a one-line message: a multi-line array or
@@ -176,11 +146,7 @@ fn one_line(written: &str) -> String {
     if folded.chars().count() <= LIMIT {
         // Keep the value exactly as written when it already fits, spaces
         // inside strings included.
-        return if written.contains('\n') {
-            folded
-        } else {
-            written.to_owned()
-        };
+        return if written.contains('\n') { folded } else { written.to_owned() };
     }
     let mut short: String = folded.chars().take(LIMIT).collect();
     short.push_str("...");
@@ -241,25 +207,14 @@ impl<'a> Entry<'a, '_> {
     }
 
     /// Records a problem with one element of this (array) value.
-    pub(super) fn complain_at(
-        &self,
-        report: &mut Report<'_>,
-        span: &Span,
-        reason: impl std::fmt::Display,
-    ) {
+    pub(super) fn complain_at(&self, report: &mut Report<'_>, span: &Span, reason: impl std::fmt::Display) {
         let written = one_line(report.src(span));
         report.at(span, format!("{}: {written} {reason}", self.path));
     }
 
     fn wrong_type(&self, report: &mut Report<'_>, expected: &str, example: &str) {
         let got = type_name(self.value.get_ref());
-        self.complain(
-            report,
-            format!(
-                "expected {expected}, found {got}; e.g. {} = {example}",
-                self.key
-            ),
-        );
+        self.complain(report, format!("expected {expected}, found {got}; e.g. {} = {example}", self.key));
     }
 
     pub(super) fn string(&self, report: &mut Report<'_>) -> Option<&'a str> {
@@ -283,20 +238,12 @@ impl<'a> Entry<'a, '_> {
     }
 
     /// A decimal string of at least `min` and, if given, at most `max`.
-    pub(super) fn decimal(
-        &self,
-        report: &mut Report<'_>,
-        min: Decimal,
-        max: Option<Decimal>,
-    ) -> Option<Decimal> {
+    pub(super) fn decimal(&self, report: &mut Report<'_>, min: Decimal, max: Option<Decimal>) -> Option<Decimal> {
         let text = match self.value.get_ref() {
             DeValue::String(s) => s.as_ref(),
             DeValue::Integer(_) | DeValue::Float(_) => {
                 let written = report.src(&self.value.span()).trim_start_matches('+');
-                let mut reason = format!(
-                    "write decimals as strings, e.g. {} = \"{written}\"",
-                    self.key
-                );
+                let mut reason = format!("write decimals as strings, e.g. {} = \"{written}\"", self.key);
                 if written.starts_with('-') {
                     reason.push_str(", and it must not be negative");
                 }
@@ -316,10 +263,7 @@ impl<'a> Entry<'a, '_> {
         let value = match parse_decimal(text) {
             Ok(v) => v,
             Err(DecimalError::NotDecimal) => {
-                self.complain(
-                    report,
-                    "not a decimal; write digits with an optional fraction, e.g. \"1.25\"",
-                );
+                self.complain(report, "not a decimal; write digits with an optional fraction, e.g. \"1.25\"");
                 return None;
             }
             Err(DecimalError::Negative) => {
@@ -344,21 +288,11 @@ impl<'a> Entry<'a, '_> {
         let value = match self.value.get_ref() {
             DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix()).ok(),
             DeValue::String(s) if s.trim().parse::<i64>().is_ok() => {
-                self.complain(
-                    report,
-                    format!(
-                        "write whole numbers without quotes, e.g. {} = {}",
-                        self.key,
-                        s.trim()
-                    ),
-                );
+                self.complain(report, format!("write whole numbers without quotes, e.g. {} = {}", self.key, s.trim()));
                 return None;
             }
             DeValue::Float(_) => {
-                self.complain(
-                    report,
-                    format!("must be a whole number, e.g. {} = {example}", self.key),
-                );
+                self.complain(report, format!("must be a whole number, e.g. {} = {example}", self.key));
                 return None;
             }
             _ => {
@@ -380,11 +314,7 @@ impl<'a> Entry<'a, '_> {
     }
 
     /// One of `options`, by name.
-    pub(super) fn choice<T: Copy>(
-        &self,
-        report: &mut Report<'_>,
-        options: &[(&'static str, T)],
-    ) -> Option<T> {
+    pub(super) fn choice<T: Copy>(&self, report: &mut Report<'_>, options: &[(&'static str, T)]) -> Option<T> {
         let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
         let Some(text) = (match self.value.get_ref() {
             DeValue::String(s) => Some(s.as_ref()),
@@ -397,9 +327,8 @@ impl<'a> Entry<'a, '_> {
         if let Some((_, v)) = options.iter().find(|(n, _)| *n == text) {
             return Some(*v);
         }
-        let typo = closest(text, names.iter().copied())
-            .map(|t| format!(" (did you mean \"{t}\"?)"))
-            .unwrap_or_default();
+        let typo =
+            closest(text, names.iter().copied()).map(|t| format!(" (did you mean \"{t}\"?)")).unwrap_or_default();
         let reason = format!("unknown value{typo}; write one of {}", names.join(", "));
         self.complain(report, reason);
         None
@@ -428,11 +357,7 @@ impl<'a> Entry<'a, '_> {
                 DeValue::String(s) => out.push((s.as_ref(), item.span())),
                 other => {
                     ok = false;
-                    self.complain_at(
-                        report,
-                        &item.span(),
-                        format!("is {}; the list holds strings", type_name(other)),
-                    );
+                    self.complain_at(report, &item.span(), format!("is {}; the list holds strings", type_name(other)));
                 }
             }
         }
@@ -446,17 +371,12 @@ impl<'a> Entry<'a, '_> {
         allow_empty: bool,
         omit_hint: &str,
     ) -> Option<Vec<String>> {
-        self.strings(report, allow_empty, omit_hint)
-            .map(|v| v.into_iter().map(|(s, _)| s.to_owned()).collect())
+        self.strings(report, allow_empty, omit_hint).map(|v| v.into_iter().map(|(s, _)| s.to_owned()).collect())
     }
 
     /// A non-empty array of integers with their spans: those within
     /// `range`, and whether every element was (problems are reported).
-    pub(super) fn ints(
-        &self,
-        report: &mut Report<'_>,
-        range: IntRange,
-    ) -> Option<(Vec<(i64, Span)>, bool)> {
+    pub(super) fn ints(&self, report: &mut Report<'_>, range: IntRange) -> Option<(Vec<(i64, Span)>, bool)> {
         let DeValue::Array(items) = self.value.get_ref() else {
             self.wrong_type(report, "a list of whole numbers", "[1000, 5000]");
             return None;
@@ -523,30 +443,16 @@ impl<'a, 'i> Entry<'a, 'i> {
     /// The value as a table to read.
     pub(super) fn table(&self, report: &mut Report<'_>, what: &str) -> Option<Fields<'a, 'i>> {
         match self.value.get_ref() {
-            DeValue::Table(t) => Some(Fields::new(
-                self.path.clone(),
-                what.to_owned(),
-                self.value.span(),
-                t,
-            )),
+            DeValue::Table(t) => Some(Fields::new(self.path.clone(), what.to_owned(), self.value.span(), t)),
             DeValue::Array(items) if items.iter().any(|i| i.get_ref().is_table()) => {
                 report.at(
                     &self.value.span(),
-                    format!(
-                        "{}: written as a list of tables; write {what} (single brackets) once",
-                        self.path
-                    ),
+                    format!("{}: written as a list of tables; write {what} (single brackets) once", self.path),
                 );
                 None
             }
             other => {
-                self.complain(
-                    report,
-                    format!(
-                        "expected a table, found {}; write it as {what}",
-                        type_name(other)
-                    ),
-                );
+                self.complain(report, format!("expected a table, found {}; write it as {what}", type_name(other)));
                 None
             }
         }
@@ -554,11 +460,7 @@ impl<'a, 'i> Entry<'a, 'i> {
 
     /// The value as an array of tables (`[[key]]`), each to read; the tables
     /// are named `key[n]` (1-based) until the caller renames them.
-    pub(super) fn tables(
-        &self,
-        report: &mut Report<'_>,
-        what: &str,
-    ) -> Option<Vec<Fields<'a, 'i>>> {
+    pub(super) fn tables(&self, report: &mut Report<'_>, what: &str) -> Option<Vec<Fields<'a, 'i>>> {
         let items = match self.value.get_ref() {
             DeValue::Array(items) => items,
             DeValue::Table(_) => {
@@ -574,10 +476,7 @@ impl<'a, 'i> Entry<'a, 'i> {
             other => {
                 self.complain(
                     report,
-                    format!(
-                        "expected a list of tables, found {}; write one {what} table per entry",
-                        type_name(other)
-                    ),
+                    format!("expected a list of tables, found {}; write one {what} table per entry", type_name(other)),
                 );
                 return None;
             }
@@ -585,12 +484,9 @@ impl<'a, 'i> Entry<'a, 'i> {
         let mut out = Vec::with_capacity(items.len());
         for (n, item) in items.iter().enumerate() {
             match item.get_ref() {
-                DeValue::Table(t) => out.push(Fields::new(
-                    format!("{}[{}]", self.path, n + 1),
-                    what.to_owned(),
-                    item.span(),
-                    t,
-                )),
+                DeValue::Table(t) => {
+                    out.push(Fields::new(format!("{}[{}]", self.path, n + 1), what.to_owned(), item.span(), t))
+                }
                 other => self.complain_at(
                     report,
                     &item.span(),
@@ -605,13 +501,6 @@ impl<'a, 'i> Entry<'a, 'i> {
 /// How an array entry is named once its identity is known: `rules.coffee-x3`,
 /// quoted when the id is not a bare TOML key.
 pub(super) fn item_path(section: &str, id: &str) -> String {
-    let bare = !id.is_empty()
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if bare {
-        format!("{section}.{id}")
-    } else {
-        format!("{section}.{id:?}")
-    }
+    let bare = !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if bare { format!("{section}.{id}") } else { format!("{section}.{id:?}") }
 }

@@ -42,11 +42,7 @@ pub struct Diagnostic {
 
 impl std::fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.file, self.line, self.column, self.message
-        )
+        write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)
     }
 }
 
@@ -65,11 +61,7 @@ pub enum LoadError {
 }
 
 fn render(diagnostics: &[Diagnostic]) -> String {
-    diagnostics
-        .iter()
-        .map(Diagnostic::to_string)
-        .collect::<Vec<_>>()
-        .join("\n")
+    diagnostics.iter().map(Diagnostic::to_string).collect::<Vec<_>>().join("\n")
 }
 
 /// Validates `text` (named `file` in diagnostics) into a program.
@@ -101,10 +93,7 @@ pub fn load_str(file: &str, text: &str) -> Result<Program, Vec<Diagnostic>> {
 
 /// Reads and validates the rules file at `path`; diagnostics name it as given.
 pub fn load_file(path: &Path) -> Result<Program, LoadError> {
-    let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = std::fs::read(path).map_err(|source| LoadError::Io { path: path.to_path_buf(), source })?;
     let name = path.display().to_string();
     match std::str::from_utf8(&bytes) {
         Ok(text) => load_str(&name, text).map_err(LoadError::Invalid),
@@ -123,8 +112,7 @@ pub fn load_file(path: &Path) -> Result<Program, LoadError> {
 
 /// The one-line summary `check-rules` prints for a valid file.
 pub fn summary(program: &Program) -> String {
-    let count =
-        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let count = |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
     format!(
         "{}: {}, {}, {}, {}, {}, rules_version {}",
         program.id,
@@ -140,60 +128,29 @@ pub fn summary(program: &Program) -> String {
 /// First 16 hex digits of the SHA-256 of the file's bytes: what
 /// `sha256sum rules.toml | cut -c1-16` prints.
 fn version_of(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(bytes).iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
 /// Reads every section; `None` when the file has no `[program]` at all.
-fn read_document(
-    document: &toml::Spanned<DeTable<'_>>,
-    r: &mut Report<'_>,
-    version: String,
-) -> Option<Program> {
-    let mut root = Fields::new(
-        String::new(),
-        "a rules file".to_owned(),
-        0..0,
-        document.get_ref(),
-    );
+fn read_document(document: &toml::Spanned<DeTable<'_>>, r: &mut Report<'_>, version: String) -> Option<Program> {
+    let mut root = Fields::new(String::new(), "a rules file".to_owned(), 0..0, document.get_ref());
     let header = match root.get("program") {
         Some(e) => e.table(r, "[program]").map(|f| program::header(f, r)),
         None => {
-            r.at(
-                root.span(),
-                "missing [program]: a rules file starts with [program] and at least its id and currency",
-            );
+            r.at(root.span(), "missing [program]: a rules file starts with [program] and at least its id and currency");
             None
         }
     };
-    let tiers = root
-        .get("tiers")
-        .map_or_else(program::default_tiers, |e| program::tiers(&e, r));
+    let tiers = root.get("tiers").map_or_else(program::default_tiers, |e| program::tiers(&e, r));
     let qualification = root
         .get("tier_qualification")
         .and_then(|e| e.table(r, "[tier_qualification]"))
-        .map_or(program::DEFAULT_QUALIFICATION, |f| {
-            program::qualification(f, r)
-        });
-    let partners = root
-        .get("partners")
-        .map(|e| program::partners(&e, r))
-        .unwrap_or_default();
-    let rules = root
-        .get("rules")
-        .map(|e| rules::rules(&e, &tiers, r))
-        .unwrap_or_default();
-    let caps = root
-        .get("caps")
-        .and_then(|e| e.table(r, "[caps]"))
-        .map_or(Caps::default(), |f| program::caps(f, r));
-    let expiry = root
-        .get("expiry")
-        .and_then(|e| e.table(r, "[expiry]"))
-        .map_or(Expiry::default(), |f| program::expiry(f, r));
+        .map_or(program::DEFAULT_QUALIFICATION, |f| program::qualification(f, r));
+    let partners = root.get("partners").map(|e| program::partners(&e, r)).unwrap_or_default();
+    let rules = root.get("rules").map(|e| rules::rules(&e, &tiers, r)).unwrap_or_default();
+    let caps = root.get("caps").and_then(|e| e.table(r, "[caps]")).map_or(Caps::default(), |f| program::caps(f, r));
+    let expiry =
+        root.get("expiry").and_then(|e| e.table(r, "[expiry]")).map_or(Expiry::default(), |f| program::expiry(f, r));
     root.finish(r);
     let header = header?;
     Some(Program {

@@ -25,32 +25,19 @@ pub(super) struct Header {
     pub(super) point_value: Decimal,
 }
 
-const ROUNDINGS: &[(&str, Rounding)] = &[
-    ("floor", Rounding::Floor),
-    ("half_up", Rounding::HalfUp),
-    ("half_even", Rounding::HalfEven),
-];
+const ROUNDINGS: &[(&str, Rounding)] =
+    &[("floor", Rounding::Floor), ("half_up", Rounding::HalfUp), ("half_even", Rounding::HalfEven)];
 
 pub(super) fn header(mut f: Fields<'_, '_>, r: &mut Report<'_>) -> Header {
-    let id = f
-        .require(r, "id", "\"acme\"")
-        .and_then(|e| e.name(r))
-        .unwrap_or_default()
-        .to_owned();
-    let currency = f
-        .require(r, "currency", "\"EUR\"")
-        .and_then(|e| currency(&e, r))
-        .unwrap_or_default();
+    let id = f.require(r, "id", "\"acme\"").and_then(|e| e.name(r)).unwrap_or_default().to_owned();
+    let currency = f.require(r, "currency", "\"EUR\"").and_then(|e| currency(&e, r)).unwrap_or_default();
     let timezone = f
         .get("timezone")
         .and_then(|e| {
             let name = e.string(r)?;
             let tz = parse_timezone(name);
             if tz.is_none() {
-                e.complain(
-                    r,
-                    "not an IANA time zone name; write e.g. timezone = \"Europe/Berlin\" or \"UTC\"",
-                );
+                e.complain(r, "not an IANA time zone name; write e.g. timezone = \"Europe/Berlin\" or \"UTC\"");
             }
             tz
         })
@@ -59,28 +46,11 @@ pub(super) fn header(mut f: Fields<'_, '_>, r: &mut Report<'_>) -> Header {
         .get("points_per_unit")
         .map_or(Some(Decimal::ONE), |e| e.decimal(r, Decimal::ZERO, None))
         .unwrap_or(Decimal::ONE);
-    let rounding = f
-        .get("rounding")
-        .and_then(|e| e.choice(r, ROUNDINGS))
-        .unwrap_or(Rounding::Floor);
-    let excluded_categories = f
-        .get("excluded_categories")
-        .and_then(|e| e.string_list(r, true, ""))
-        .unwrap_or_default();
-    let point_value = f
-        .get("point_value")
-        .and_then(|e| e.decimal(r, Decimal::ZERO, None))
-        .unwrap_or(Decimal::ZERO);
+    let rounding = f.get("rounding").and_then(|e| e.choice(r, ROUNDINGS)).unwrap_or(Rounding::Floor);
+    let excluded_categories = f.get("excluded_categories").and_then(|e| e.string_list(r, true, "")).unwrap_or_default();
+    let point_value = f.get("point_value").and_then(|e| e.decimal(r, Decimal::ZERO, None)).unwrap_or(Decimal::ZERO);
     f.finish(r);
-    Header {
-        id,
-        currency,
-        timezone,
-        points_per_unit,
-        rounding,
-        excluded_categories,
-        point_value,
-    }
+    Header { id, currency, timezone, points_per_unit, rounding, excluded_categories, point_value }
 }
 
 fn currency(e: &Entry<'_, '_>, r: &mut Report<'_>) -> Option<String> {
@@ -88,13 +58,9 @@ fn currency(e: &Entry<'_, '_>, r: &mut Report<'_>) -> Option<String> {
     if code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase()) {
         return Some(code.to_owned());
     }
-    let mut reason =
-        "not an ISO 4217 currency code; write three upper-case letters, e.g. \"EUR\"".to_owned();
+    let mut reason = "not an ISO 4217 currency code; write three upper-case letters, e.g. \"EUR\"".to_owned();
     if code.len() == 3 && code.bytes().all(|b| b.is_ascii_alphabetic()) {
-        reason = format!(
-            "write currency codes in upper case: \"{}\"",
-            code.to_ascii_uppercase()
-        );
+        reason = format!("write currency codes in upper case: \"{}\"", code.to_ascii_uppercase());
     }
     e.complain(r, reason);
     None
@@ -115,10 +81,7 @@ pub(super) fn tiers(e: &Entry<'_, '_>, r: &mut Report<'_>) -> Vec<Tier> {
         return default_tiers();
     };
     if tables.is_empty() {
-        e.complain(
-            r,
-            "a program needs at least one tier; remove tiers for a single tier \"basic\"",
-        );
+        e.complain(r, "a program needs at least one tier; remove tiers for a single tier \"basic\"");
         return default_tiers();
     }
     let mut out = Vec::with_capacity(tables.len());
@@ -136,15 +99,11 @@ pub(super) fn tiers(e: &Entry<'_, '_>, r: &mut Report<'_>) -> Vec<Tier> {
                 f.set_path(item_path("tiers", name));
             }
         }
-        let threshold = f
-            .require(r, "threshold", "\"3000\"")
-            .and_then(|e| Some((e.decimal(r, Decimal::ZERO, None)?, e)));
+        let threshold =
+            f.require(r, "threshold", "\"3000\"").and_then(|e| Some((e.decimal(r, Decimal::ZERO, None)?, e)));
         if let Some((threshold, e)) = &threshold {
             if index == 0 && !threshold.is_zero() {
-                e.complain(
-                    r,
-                    "the first tier must have threshold \"0\": every member starts in it",
-                );
+                e.complain(r, "the first tier must have threshold \"0\": every member starts in it");
             }
             if let Some((before, before_name)) = &previous {
                 if threshold <= before {
@@ -163,9 +122,7 @@ pub(super) fn tiers(e: &Entry<'_, '_>, r: &mut Report<'_>) -> Vec<Tier> {
             .unwrap_or(Decimal::ONE);
         let discount_percent = f
             .get("discount_percent")
-            .map_or(Some(Decimal::ZERO), |e| {
-                e.decimal(r, Decimal::ZERO, Some(Decimal::ONE_HUNDRED))
-            })
+            .map_or(Some(Decimal::ZERO), |e| e.decimal(r, Decimal::ZERO, Some(Decimal::ONE_HUNDRED)))
             .unwrap_or(Decimal::ZERO);
         f.finish(r);
         let name = name.unwrap_or_default().to_owned();
@@ -173,32 +130,19 @@ pub(super) fn tiers(e: &Entry<'_, '_>, r: &mut Report<'_>) -> Vec<Tier> {
         if let Some(t) = threshold {
             previous = Some((t, name.clone()));
         }
-        out.push(Tier {
-            name,
-            threshold: threshold.unwrap_or_default(),
-            multiplier,
-            discount_percent,
-        });
+        out.push(Tier { name, threshold: threshold.unwrap_or_default(), multiplier, discount_percent });
     }
     out
 }
 
 const BASES: &[(&str, bool)] = &[("lifetime", false), ("rolling", true)];
-const DOWNGRADES: &[(&str, Downgrade)] = &[
-    ("never", Downgrade::Never),
-    ("immediate", Downgrade::Immediate),
-];
+const DOWNGRADES: &[(&str, Downgrade)] = &[("never", Downgrade::Never), ("immediate", Downgrade::Immediate)];
 
-pub(super) const DEFAULT_QUALIFICATION: Qualification = Qualification {
-    basis: Basis::Lifetime,
-    downgrade: Downgrade::Never,
-};
+pub(super) const DEFAULT_QUALIFICATION: Qualification =
+    Qualification { basis: Basis::Lifetime, downgrade: Downgrade::Never };
 
 pub(super) fn qualification(mut f: Fields<'_, '_>, r: &mut Report<'_>) -> Qualification {
-    let rolling = f
-        .get("basis")
-        .and_then(|e| e.choice(r, BASES))
-        .unwrap_or(false);
+    let rolling = f.get("basis").and_then(|e| e.choice(r, BASES)).unwrap_or(false);
     // Read even for `lifetime`: the contract's own example states the default
     // window next to `basis = "lifetime"`, so it is allowed there, but a bad
     // value is still a mistake worth reporting.
@@ -207,19 +151,9 @@ pub(super) fn qualification(mut f: Fields<'_, '_>, r: &mut Report<'_>) -> Qualif
         .and_then(|e| e.int(r, IntRange::new(1, 120)))
         .and_then(|m| u32::try_from(m).ok())
         .unwrap_or(12);
-    let downgrade = f
-        .get("downgrade")
-        .and_then(|e| e.choice(r, DOWNGRADES))
-        .unwrap_or(Downgrade::Never);
+    let downgrade = f.get("downgrade").and_then(|e| e.choice(r, DOWNGRADES)).unwrap_or(Downgrade::Never);
     f.finish(r);
-    Qualification {
-        basis: if rolling {
-            Basis::Rolling { window_months }
-        } else {
-            Basis::Lifetime
-        },
-        downgrade,
-    }
+    Qualification { basis: if rolling { Basis::Rolling { window_months } } else { Basis::Lifetime }, downgrade }
 }
 
 pub(super) fn partners(e: &Entry<'_, '_>, r: &mut Report<'_>) -> Vec<Partner> {
@@ -232,10 +166,7 @@ pub(super) fn partners(e: &Entry<'_, '_>, r: &mut Report<'_>) -> Vec<Partner> {
         let merchant_id = id_entry.as_ref().and_then(|e| e.name(r));
         if let (Some(id), Some(e)) = (merchant_id, &id_entry) {
             if out.iter().any(|p| p.merchant_id == id) {
-                e.complain(
-                    r,
-                    "another partner has this merchant_id; give each merchant one [[partners]] entry",
-                );
+                e.complain(r, "another partner has this merchant_id; give each merchant one [[partners]] entry");
             } else {
                 f.set_path(item_path("partners", id));
             }
@@ -245,32 +176,21 @@ pub(super) fn partners(e: &Entry<'_, '_>, r: &mut Report<'_>) -> Vec<Partner> {
             .and_then(|e| e.decimal(r, Decimal::ZERO, None))
             .unwrap_or_default();
         f.finish(r);
-        out.push(Partner {
-            merchant_id: merchant_id.unwrap_or_default().to_owned(),
-            points_per_unit,
-        });
+        out.push(Partner { merchant_id: merchant_id.unwrap_or_default().to_owned(), points_per_unit });
     }
     out
 }
 
 pub(super) fn caps(mut f: Fields<'_, '_>, r: &mut Report<'_>) -> Caps {
-    let mut cap = |key| {
-        f.get(key)
-            .and_then(|e| e.int(r, IntRange::new(0, MAX_POINTS)))
-    };
+    let mut cap = |key| f.get(key).and_then(|e| e.int(r, IntRange::new(0, MAX_POINTS)));
     let max_points_per_event = cap("max_points_per_event");
     let max_points_per_member_per_day = cap("max_points_per_member_per_day");
     f.finish(r);
-    Caps {
-        max_points_per_event,
-        max_points_per_member_per_day,
-    }
+    Caps { max_points_per_event, max_points_per_member_per_day }
 }
 
 pub(super) fn expiry(mut f: Fields<'_, '_>, r: &mut Report<'_>) -> Expiry {
-    let points_ttl_days = f
-        .get("points_ttl_days")
-        .and_then(|e| e.int(r, IntRange::new(1, i64::MAX)));
+    let points_ttl_days = f.get("points_ttl_days").and_then(|e| e.int(r, IntRange::new(1, i64::MAX)));
     f.finish(r);
     Expiry { points_ttl_days }
 }

@@ -21,10 +21,7 @@ pub(super) struct Report<'t> {
 
 impl<'t> Report<'t> {
     pub(super) fn new(text: &'t str) -> Self {
-        Self {
-            text,
-            found: Vec::new(),
-        }
+        Self { text, found: Vec::new() }
     }
 
     /// Records a problem located at the start of `span`.
@@ -49,12 +46,7 @@ impl<'t> Report<'t> {
             .into_iter()
             .map(|(offset, message)| {
                 let (line, column) = line_column(text, offset);
-                Diagnostic {
-                    file: file.to_owned(),
-                    line,
-                    column,
-                    message,
-                }
+                Diagnostic { file: file.to_owned(), line, column, message }
             })
             .collect()
     }
@@ -101,9 +93,8 @@ fn distance(a: &str, b: &str) -> usize {
     for i in 1..=a.len() {
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (d[(i - 1) * width + j] + 1)
-                .min(d[i * width + j - 1] + 1)
-                .min(d[(i - 1) * width + j - 1] + cost);
+            let mut best =
+                (d[(i - 1) * width + j] + 1).min(d[i * width + j - 1] + 1).min(d[(i - 1) * width + j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 best = best.min(d[(i - 2) * width + j - 2] + 1);
             }

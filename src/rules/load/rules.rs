@@ -22,37 +22,15 @@ struct KindSpec {
 }
 
 const KINDS: &[KindSpec] = &[
-    KindSpec {
-        name: "category_multiplier",
-        keys: &["categories", "multiplier"],
-        read: category_multiplier,
-    },
-    KindSpec {
-        name: "basket_threshold",
-        keys: &["min_spend", "bonus_points", "gift"],
-        read: basket_threshold,
-    },
+    KindSpec { name: "category_multiplier", keys: &["categories", "multiplier"], read: category_multiplier },
+    KindSpec { name: "basket_threshold", keys: &["min_spend", "bonus_points", "gift"], read: basket_threshold },
     KindSpec {
         name: "stamp_card",
-        keys: &[
-            "categories",
-            "count",
-            "stamps_required",
-            "bonus_points",
-            "gift",
-        ],
+        keys: &["categories", "count", "stamps_required", "bonus_points", "gift"],
         read: stamp_card,
     },
-    KindSpec {
-        name: "first_purchase",
-        keys: &["bonus_points"],
-        read: first_purchase,
-    },
-    KindSpec {
-        name: "milestone",
-        keys: &["thresholds", "gift"],
-        read: milestone,
-    },
+    KindSpec { name: "first_purchase", keys: &["bonus_points"], read: first_purchase },
+    KindSpec { name: "milestone", keys: &["thresholds", "gift"], read: milestone },
 ];
 
 /// Breakdown lines the engine writes itself; a rule id equal to one would
@@ -78,9 +56,7 @@ pub(super) fn rules(e: &Entry<'_, '_>, tiers: &[Tier], r: &mut Report<'_>) -> Ve
             }
             seen.push(id);
         }
-        let spec = f
-            .require(r, "kind", "\"basket_threshold\"")
-            .and_then(|e| kind(&e, r));
+        let spec = f.require(r, "kind", "\"basket_threshold\"").and_then(|e| kind(&e, r));
         let kind = match spec {
             Some(spec) => {
                 f.set_what(format!("a {} rule", spec.name));
@@ -98,20 +74,12 @@ pub(super) fn rules(e: &Entry<'_, '_>, tiers: &[Tier], r: &mut Report<'_>) -> Ve
         let (filters, budget_points) = filters(&mut f, tiers, r);
         let this_kind = spec.map(|s| s.name);
         f.finish_with(r, |key| {
-            let owners: Vec<&str> = KINDS
-                .iter()
-                .filter(|k| Some(k.name) != this_kind && k.keys.contains(&key))
-                .map(|k| k.name)
-                .collect();
+            let owners: Vec<&str> =
+                KINDS.iter().filter(|k| Some(k.name) != this_kind && k.keys.contains(&key)).map(|k| k.name).collect();
             (!owners.is_empty()).then(|| format!("{key} is for {} rules", owners.join(", ")))
         });
         if let (Some(id), Some(kind)) = (id, kind) {
-            out.push(Rule {
-                id: id.to_owned(),
-                kind,
-                filters,
-                budget_points,
-            });
+            out.push(Rule { id: id.to_owned(), kind, filters, budget_points });
         }
     }
     out
@@ -141,13 +109,8 @@ fn kind(e: &Entry<'_, '_>, r: &mut Report<'_>) -> Option<&'static KindSpec> {
         return Some(spec);
     }
     let names: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
-    let typo = closest(name, names.iter().copied())
-        .map(|t| format!(" (did you mean \"{t}\"?)"))
-        .unwrap_or_default();
-    e.complain(
-        r,
-        format!("unknown rule kind{typo}; write one of {}", names.join(", ")),
-    );
+    let typo = closest(name, names.iter().copied()).map(|t| format!(" (did you mean \"{t}\"?)")).unwrap_or_default();
+    e.complain(r, format!("unknown rule kind{typo}; write one of {}", names.join(", ")));
     None
 }
 
@@ -156,47 +119,26 @@ fn category_multiplier(f: &mut Fields<'_, '_>, r: &mut Report<'_>) -> RuleKind {
         .require(r, "categories", "[\"coffee\"]")
         .and_then(|e| e.string_list(r, false, "list the categories the multiplier applies to"))
         .unwrap_or_default();
-    let multiplier = f
-        .require(r, "multiplier", "\"2\"")
-        .and_then(|e| e.decimal(r, Decimal::ONE, None))
-        .unwrap_or(Decimal::ONE);
-    RuleKind::CategoryMultiplier {
-        categories,
-        multiplier,
-    }
+    let multiplier =
+        f.require(r, "multiplier", "\"2\"").and_then(|e| e.decimal(r, Decimal::ONE, None)).unwrap_or(Decimal::ONE);
+    RuleKind::CategoryMultiplier { categories, multiplier }
 }
 
 fn basket_threshold(f: &mut Fields<'_, '_>, r: &mut Report<'_>) -> RuleKind {
-    let min_spend = f
-        .require(r, "min_spend", "\"100\"")
-        .and_then(|e| e.decimal(r, Decimal::ZERO, None))
-        .unwrap_or_default();
+    let min_spend =
+        f.require(r, "min_spend", "\"100\"").and_then(|e| e.decimal(r, Decimal::ZERO, None)).unwrap_or_default();
     let bonus_points = bonus_points(f, r);
     let gift = gift(f, r);
-    RuleKind::BasketThreshold {
-        min_spend,
-        bonus_points,
-        gift,
-    }
+    RuleKind::BasketThreshold { min_spend, bonus_points, gift }
 }
 
-const COUNTS: &[(&str, StampCount)] = &[
-    ("purchases", StampCount::Purchases),
-    ("items", StampCount::Items),
-];
+const COUNTS: &[(&str, StampCount)] = &[("purchases", StampCount::Purchases), ("items", StampCount::Items)];
 
 fn stamp_card(f: &mut Fields<'_, '_>, r: &mut Report<'_>) -> RuleKind {
-    let categories = f.get("categories").and_then(|e| {
-        e.string_list(
-            r,
-            false,
-            "omit categories for a card that counts every purchase",
-        )
-    });
-    let count = f
-        .get("count")
-        .and_then(|e| e.choice(r, COUNTS))
-        .unwrap_or(StampCount::Purchases);
+    let categories = f
+        .get("categories")
+        .and_then(|e| e.string_list(r, false, "omit categories for a card that counts every purchase"));
+    let count = f.get("count").and_then(|e| e.choice(r, COUNTS)).unwrap_or(StampCount::Purchases);
     let stamps_required = f
         .require(r, "stamps_required", "5")
         .and_then(|e| e.int(r, IntRange::new(1, i64::from(u32::MAX))))
@@ -204,19 +146,11 @@ fn stamp_card(f: &mut Fields<'_, '_>, r: &mut Report<'_>) -> RuleKind {
         .unwrap_or(1);
     let bonus_points = bonus_points(f, r);
     let gift = gift(f, r);
-    RuleKind::StampCard {
-        categories,
-        count,
-        stamps_required,
-        bonus_points,
-        gift,
-    }
+    RuleKind::StampCard { categories, count, stamps_required, bonus_points, gift }
 }
 
 fn first_purchase(f: &mut Fields<'_, '_>, r: &mut Report<'_>) -> RuleKind {
-    RuleKind::FirstPurchase {
-        bonus_points: bonus_points(f, r),
-    }
+    RuleKind::FirstPurchase { bonus_points: bonus_points(f, r) }
 }
 
 fn milestone(f: &mut Fields<'_, '_>, r: &mut Report<'_>) -> RuleKind {
@@ -228,11 +162,7 @@ fn milestone(f: &mut Fields<'_, '_>, r: &mut Report<'_>) -> RuleKind {
                 if let [(before, _), (after, span)] = pair {
                     if after <= before {
                         ok = false;
-                        e.complain_at(
-                            r,
-                            span,
-                            format!("must be above {before}; list thresholds in increasing order"),
-                        );
+                        e.complain_at(r, span, format!("must be above {before}; list thresholds in increasing order"));
                     }
                 }
             }
@@ -244,9 +174,7 @@ fn milestone(f: &mut Fields<'_, '_>, r: &mut Report<'_>) -> RuleKind {
 }
 
 fn bonus_points(f: &mut Fields<'_, '_>, r: &mut Report<'_>) -> i64 {
-    f.get("bonus_points")
-        .and_then(|e| e.int(r, IntRange::points_from(0)))
-        .unwrap_or(0)
+    f.get("bonus_points").and_then(|e| e.int(r, IntRange::points_from(0))).unwrap_or(0)
 }
 
 fn gift(f: &mut Fields<'_, '_>, r: &mut Report<'_>) -> Option<String> {
@@ -260,40 +188,20 @@ fn filters(f: &mut Fields<'_, '_>, tiers: &[Tier], r: &mut Report<'_>) -> (Filte
     let valid_to = valid_to_entry.as_ref().and_then(|e| e.timestamp(r));
     if let (Some(from), Some(to), Some(e)) = (valid_from, valid_to, &valid_to_entry) {
         if to <= from {
-            e.complain(
-                r,
-                "must be later than valid_from (the rule applies in [valid_from, valid_to))",
-            );
+            e.complain(r, "must be later than valid_from (the rule applies in [valid_from, valid_to))");
         }
     }
     let days = f.get("days").and_then(|e| days(&e, r));
     let hours = f.get("hours").and_then(|e| hours(&e, r));
     let mut list = |key, what| {
-        f.get(key).and_then(|e| {
-            e.string_list(
-                r,
-                false,
-                &format!("omit {key} to apply the rule to every {what}"),
-            )
-        })
+        f.get(key).and_then(|e| e.string_list(r, false, &format!("omit {key} to apply the rule to every {what}")))
     };
     let stores = list("stores", "store");
     let channels = list("channels", "channel");
     let merchants = list("merchants", "merchant");
     let tier_indexes = f.get("tiers").and_then(|e| tier_filter(&e, tiers, r));
-    let budget_points = f
-        .get("budget_points")
-        .and_then(|e| e.int(r, IntRange::points_from(1)));
-    let filters = Filters {
-        valid_from,
-        valid_to,
-        days,
-        hours,
-        stores,
-        channels,
-        merchants,
-        tiers: tier_indexes,
-    };
+    let budget_points = f.get("budget_points").and_then(|e| e.int(r, IntRange::points_from(1)));
+    let filters = Filters { valid_from, valid_to, days, hours, stores, channels, merchants, tiers: tier_indexes };
     (filters, budget_points)
 }
 
@@ -307,14 +215,8 @@ fn days(e: &Entry<'_, '_>, r: &mut Report<'_>) -> Option<u8> {
         match error {
             DaysError::Unknown(i) => {
                 let (name, span) = &names[i];
-                let typo = closest(name, DAYS)
-                    .map(|d| format!(" (did you mean \"{d}\"?)"))
-                    .unwrap_or_default();
-                e.complain_at(
-                    r,
-                    span,
-                    format!("is not a day{typo}; write mon, tue, wed, thu, fri, sat or sun"),
-                );
+                let typo = closest(name, DAYS).map(|d| format!(" (did you mean \"{d}\"?)")).unwrap_or_default();
+                e.complain_at(r, span, format!("is not a day{typo}; write mon, tue, wed, thu, fri, sat or sun"));
             }
             DaysError::Repeated(i) => {
                 e.complain_at(r, &names[i].1, "is listed twice; list each day once");
@@ -330,9 +232,7 @@ fn hours(e: &Entry<'_, '_>, r: &mut Report<'_>) -> Option<(u16, u16)> {
         Ok(range) => Some(range),
         Err(err) => {
             let reason = match err {
-                HoursError::Format => {
-                    "write a local time range as \"HH:MM-HH:MM\", e.g. hours = \"07:00-10:00\""
-                }
+                HoursError::Format => "write a local time range as \"HH:MM-HH:MM\", e.g. hours = \"07:00-10:00\"",
                 HoursError::OutOfRange => "times run from 00:00 to 24:00",
                 HoursError::NotIncreasing => {
                     "the start must be before the end (the end is exclusive); for a range past midnight write two rules"
@@ -361,11 +261,7 @@ fn tier_filter(e: &Entry<'_, '_>, tiers: &[Tier], r: &mut Report<'_>) -> Option<
                 let typo = closest(name, known.iter().copied())
                     .map(|t| format!(" (did you mean \"{t}\"?)"))
                     .unwrap_or_default();
-                e.complain_at(
-                    r,
-                    span,
-                    format!("is not a tier{typo}; the tiers are {}", known.join(", ")),
-                );
+                e.complain_at(r, span, format!("is not a tier{typo}; the tiers are {}", known.join(", ")));
             }
         }
     }
@@ -391,10 +287,8 @@ mod tests {
             _ => "5",
         };
         for spec in KINDS {
-            let mut text = format!(
-                "[program]\nid = \"p\"\ncurrency = \"EUR\"\n[[rules]]\nid = \"r\"\nkind = \"{}\"\n",
-                spec.name
-            );
+            let mut text =
+                format!("[program]\nid = \"p\"\ncurrency = \"EUR\"\n[[rules]]\nid = \"r\"\nkind = \"{}\"\n", spec.name);
             for key in spec.keys {
                 text.push_str(&format!("{key} = {}\n", value(key)));
             }

@@ -74,8 +74,7 @@ pub(super) fn parse_hours(text: &str) -> Result<(u16, u16), HoursError> {
 /// `HH:MM` into minutes since midnight, 00:00..=24:00.
 fn parse_clock(text: &str) -> Result<u16, HoursError> {
     let b = text.as_bytes();
-    let shape_ok =
-        b.len() == 5 && b[2] == b':' && [b[0], b[1], b[3], b[4]].iter().all(u8::is_ascii_digit);
+    let shape_ok = b.len() == 5 && b[2] == b':' && [b[0], b[1], b[3], b[4]].iter().all(u8::is_ascii_digit);
     if !shape_ok {
         return Err(HoursError::Format);
     }
@@ -100,9 +99,7 @@ pub(super) enum DaysError {
 /// Parses day names into the model's bit set, or names every bad element.
 /// An empty list is the caller's concern (it is "no days", which a filter
 /// must not mean).
-pub(super) fn parse_days<'a>(
-    names: impl IntoIterator<Item = &'a str>,
-) -> Result<u8, Vec<DaysError>> {
+pub(super) fn parse_days<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<u8, Vec<DaysError>> {
     let mut set = 0u8;
     let mut errors = Vec::new();
     for (index, name) in names.into_iter().enumerate() {
@@ -112,18 +109,12 @@ pub(super) fn parse_days<'a>(
             Some(day) => set |= 1 << day,
         }
     }
-    if errors.is_empty() {
-        Ok(set)
-    } else {
-        Err(errors)
-    }
+    if errors.is_empty() { Ok(set) } else { Err(errors) }
 }
 
 /// Parses an RFC 3339 timestamp with an offset into UTC microseconds.
 pub(super) fn parse_timestamp(text: &str) -> Option<Micros> {
-    chrono::DateTime::parse_from_rfc3339(text)
-        .ok()
-        .map(|t| Micros(t.timestamp_micros()))
+    chrono::DateTime::parse_from_rfc3339(text).ok().map(|t| Micros(t.timestamp_micros()))
 }
 
 /// Whether `text` names an IANA time zone the engine can compute local time in.
@@ -145,10 +136,8 @@ mod tests {
 
     #[test]
     fn decimals_in_other_forms_are_refused() {
-        for bad in [
-            "", "abc", "1.", ".5", "+1", "1e3", "1_000", " 1", "1 ", "1,5", "--1", "-", "1.2.3",
-            "0x10", "NaN",
-        ] {
+        for bad in ["", "abc", "1.", ".5", "+1", "1e3", "1_000", " 1", "1 ", "1,5", "--1", "-", "1.2.3", "0x10", "NaN"]
+        {
             assert_eq!(parse_decimal(bad), Err(DecimalError::NotDecimal), "{bad:?}");
         }
     }
@@ -162,14 +151,8 @@ mod tests {
 
     #[test]
     fn decimals_beyond_28_digits_are_refused_not_rounded() {
-        assert_eq!(
-            parse_decimal("0.12345678901234567890123456789"),
-            Err(DecimalError::TooPrecise)
-        );
-        assert_eq!(
-            parse_decimal("123456789012345678901234567890"),
-            Err(DecimalError::TooPrecise)
-        );
+        assert_eq!(parse_decimal("0.12345678901234567890123456789"), Err(DecimalError::TooPrecise));
+        assert_eq!(parse_decimal("123456789012345678901234567890"), Err(DecimalError::TooPrecise));
     }
 
     #[test]
@@ -223,30 +206,17 @@ mod tests {
     fn days_name_the_bad_element() {
         assert_eq!(parse_days(["mon", "Tue"]), Err(vec![DaysError::Unknown(1)]));
         assert_eq!(parse_days(["monday"]), Err(vec![DaysError::Unknown(0)]));
-        assert_eq!(
-            parse_days(["sat", "sun", "sat"]),
-            Err(vec![DaysError::Repeated(2)])
-        );
+        assert_eq!(parse_days(["sat", "sun", "sat"]), Err(vec![DaysError::Repeated(2)]));
         assert_eq!(
             parse_days(["sat", "Sun", "sat", "xyz"]),
-            Err(vec![
-                DaysError::Unknown(1),
-                DaysError::Repeated(2),
-                DaysError::Unknown(3)
-            ])
+            Err(vec![DaysError::Unknown(1), DaysError::Repeated(2), DaysError::Unknown(3)])
         );
     }
 
     #[test]
     fn timestamps_need_an_offset() {
-        assert_eq!(
-            parse_timestamp("1970-01-01T00:00:01Z"),
-            Some(Micros(1_000_000))
-        );
-        assert_eq!(
-            parse_timestamp("1970-01-01T01:00:00.5+01:00"),
-            Some(Micros(500_000))
-        );
+        assert_eq!(parse_timestamp("1970-01-01T00:00:01Z"), Some(Micros(1_000_000)));
+        assert_eq!(parse_timestamp("1970-01-01T01:00:00.5+01:00"), Some(Micros(500_000)));
         assert_eq!(parse_timestamp("2026-11-01T00:00:00"), None);
         assert_eq!(parse_timestamp("2026-11-01"), None);
     }

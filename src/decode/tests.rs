@@ -1,0 +1,495 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly on purpose")]
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use rust_decimal::Decimal;
+
+use super::*;
+use crate::event::Micros;
+use crate::rules::model::{Basis, Caps, Downgrade, Expiry, Program, Qualification, Rounding};
+
+fn program(id: &str, currency: &str) -> Arc<Program> {
+    Arc::new(Program {
+        id: id.to_owned(),
+        currency: currency.to_owned(),
+        timezone: chrono_tz::Tz::UTC,
+        points_per_unit: Decimal::ONE,
+        rounding: Rounding::Floor,
+        excluded_categories: Vec::new(),
+        point_value: Decimal::ZERO,
+        tiers: Vec::new(),
+        qualification: Qualification { basis: Basis::Lifetime, downgrade: Downgrade::Never },
+        partners: Vec::new(),
+        rules: Vec::new(),
+        caps: Caps::default(),
+        expiry: Expiry::default(),
+        version: String::new(),
+    })
+}
+
+fn programs() -> ProgramSet {
+    ProgramSet::new(vec![program("acme", "EUR"), program("city", "PLN")]).unwrap()
+}
+
+fn dec(s: &str) -> Decimal {
+    Decimal::from_str(s).unwrap()
+}
+
+/// The verdict for `json`, as `(reason, detail)`.
+fn verdict(json: &str) -> (&'static str, String) {
+    verdict_bytes(json.as_bytes())
+}
+
+fn verdict_bytes(json: &[u8]) -> (&'static str, String) {
+    let mut d = Decoder::default();
+    match d.decode(json, &programs()) {
+        Ok(_) => ("ok", String::new()),
+        Err(e) => (e.reason.as_str(), e.detail),
+    }
+}
+
+fn err(reason: &'static str, detail: &str) -> (&'static str, String) {
+    (reason, detail.to_owned())
+}
+
+const OK: (&str, String) = ("ok", String::new());
+
+const P: &str = r#""event_id":"E1","occurred_at":"2026-11-02T08:15:00Z","currency":"EUR","total":"1.00""#;
+
+/// A valid purchase with `extra` fields appended.
+fn purchase(extra: &str) -> String {
+    if extra.is_empty() { format!("{{{P}}}") } else { format!("{{{P},{extra}}}") }
+}
+
+#[test]
+fn decodes_a_full_purchase() {
+    let json = r#"{"event_id":"E\u0031","kind":"purchase","member_id":"M\"1","program":"city","merchant_id":"grocer","store_id":"S1","channel":"store","occurred_at":"2026-01-10T07:30:00.5+01:00","currency":"PLN","total":41,"items":[{"sku":"EGG","category":"breakfast","quantity":2,"amount":"21.00"},{"sku":"LOT","amount":20.5,"extra":[1,2]}],"unknown":{"a":1,"a":2}}"#;
+    let mut d = Decoder::default();
+    let ps = programs();
+    let e = d.decode(json.as_bytes(), &ps).unwrap();
+    assert_eq!(e.event_id, "E1");
+    assert_eq!(e.kind, Kind::Purchase);
+    assert_eq!(e.member_id, Some("M\"1"));
+    assert_eq!(e.program, 1);
+    assert_eq!(e.merchant_id, Some("grocer"));
+    assert_eq!(e.store_id, Some("S1"));
+    assert_eq!(e.channel, Some("store"));
+    assert_eq!(e.occurred_at, parse_timestamp("2026-01-10T06:30:00.5Z").unwrap());
+    assert_eq!(e.occurred_at_raw, "2026-01-10T07:30:00.5+01:00");
+    assert_eq!(e.total, dec("41"));
+    assert_eq!(e.items.len(), 2);
+    assert_eq!(e.items[0], Item { sku: Some("EGG"), category: Some("breakfast"), quantity: 2, amount: dec("21.00") });
+    assert_eq!(e.items[1], Item { sku: Some("LOT"), category: None, quantity: 1, amount: dec("20.5") });
+    assert_eq!(e.original_event_id, None);
+    assert_eq!(e.points, 0);
+}
+
+#[test]
+fn decoder_is_reusable_across_messages() {
+    let mut d = Decoder::default();
+    let ps = programs();
+    for i in 0..3 {
+        let json = format!(
+            r#"{{"event_id":"E{i}","occurred_at":"2026-11-02T08:15:00Z","currency":"EUR","total":"{i}.5","items":[{{"amount":"{i}"}}]}}"#
+        );
+        let e = d.decode(json.as_bytes(), &ps).unwrap();
+        assert_eq!(e.event_id, format!("E{i}"));
+        assert_eq!(e.items[0].amount, Decimal::from(i));
+        assert!(d.decode(b"{", &ps).is_err());
+    }
+}
+
+#[test]
+fn refund_and_redeem() {
+    let mut d = Decoder::default();
+    let ps = programs();
+    let e = d
+        .decode(
+            br#"{"event_id":"R1","kind":"refund","original_event_id":"E1","occurred_at":"2026-11-02T08:15:00Z","currency":"EUR","total":"3","items":[{"amount":"x"}],"points":"x"}"#,
+            &ps,
+        )
+        .unwrap();
+    assert_eq!(e.kind, Kind::Refund);
+    assert_eq!(e.original_event_id, Some("E1"));
+    assert_eq!(e.total, dec("3"));
+    assert!(e.items.is_empty());
+    let e = d
+        .decode(
+            br#"{"event_id":"D1","kind":"redeem","occurred_at":"2026-11-02T08:15:00Z","points":1000000000,"currency":5,"total":"bad","items":3,"original_event_id":7}"#,
+            &ps,
+        )
+        .unwrap();
+    assert_eq!(e.kind, Kind::Redeem);
+    assert_eq!(e.points, 1_000_000_000);
+    assert_eq!(e.total, Decimal::ZERO);
+    assert_eq!(e.original_event_id, None);
+}
+
+#[test]
+fn too_large_comes_first() {
+    let mut d = Decoder::new(10);
+    let e = d.decode(b"{not json!!", &programs()).unwrap_err();
+    assert_eq!((e.reason, e.detail.as_str()), (Reason::TooLarge, ""));
+    let mut d = Decoder::new(purchase("").len());
+    assert!(d.decode(purchase("").as_bytes(), &programs()).is_ok());
+}
+
+#[test]
+fn invalid_json_cases() {
+    let bad = err("invalid_json", "");
+    for json in [
+        "not json at all",
+        "",
+        "[]",
+        "5",
+        "\"x\"",
+        "null",
+        &format!("{} x", purchase("")),
+        r#"{"a":NaN}"#,
+        r#"{"a":Infinity}"#,
+        r#"{"a":-Infinity}"#,
+        r#"{"a":"\ud800"}"#,
+        r#"{"a":"\udc00x"}"#,
+        r#"{"a":01}"#,
+        r#"{"event_id":"E1","event_id":"E2"}"#,
+        r#"{"x":1,"y":2,"x":3}"#,
+        r#"{"event_id":null,"event_id":null}"#,
+        r#"{"kind":"gift","k\u0069nd":"x"}"#,
+    ] {
+        assert_eq!(verdict(json), bad, "{json}");
+    }
+    let mut bom = b"\xef\xbb\xbf".to_vec();
+    bom.extend_from_slice(purchase("").as_bytes());
+    assert_eq!(verdict_bytes(&bom), bad);
+    let mut invalid = purchase("\"x\":\"??\"").into_bytes();
+    let at = invalid.iter().position(|&c| c == b'?').unwrap();
+    invalid[at] = 0xff;
+    assert_eq!(verdict_bytes(&invalid), bad);
+    // A surrogate pair is fine.
+    assert_eq!(verdict(&purchase(r#""x":"\ud83d\ude00""#)), OK);
+}
+
+#[test]
+fn repeated_keys() {
+    let bad = err("invalid_json", "");
+    assert_eq!(verdict(&purchase(r#""total":"2""#)), bad);
+    assert_eq!(verdict(&purchase(r#""u":1,"v":2,"u":{}"#)), bad);
+    assert_eq!(verdict(&purchase(r#""items":[{"amount":"1","amount":"1"}]"#)), bad);
+    assert_eq!(verdict(&purchase(r#""items":[{"amount":"1","z":1,"z":1}]"#)), bad);
+    // Whatever the kind: it is a property of the document.
+    assert_eq!(verdict(r#"{"kind":"redeem","items":[{"sku":"a","sku":"b"}]}"#), bad);
+    // Inside unknown fields nothing is checked.
+    assert_eq!(verdict(&purchase(r#""u":{"a":1,"a":2},"w":[{"b":1,"b":1}]"#)), OK);
+    assert_eq!(verdict(&purchase(r#""items":[{"amount":"1","u":{"c":1,"c":1}}]"#)), OK);
+    // Many distinct unknown keys.
+    let many: Vec<String> = (0..300).map(|i| format!("\"k{i}\":{i}")).collect();
+    assert_eq!(verdict(&purchase(&many.join(","))), OK);
+}
+
+/// `n` nested arrays inside an unknown field of the event object.
+fn nested(n: usize) -> String {
+    purchase(&format!(r#""deep":{}{}"#, "[".repeat(n), "]".repeat(n)))
+}
+
+#[test]
+fn depth_limit() {
+    // The event object is level 1: 127 more levels are accepted, 128 are not.
+    assert_eq!(verdict(&nested(MAX_DEPTH - 1)), OK);
+    assert_eq!(verdict(&nested(MAX_DEPTH)), err("invalid_json", ""));
+    let objects = |n: usize| purchase(&format!(r#""o":{}1{}"#, r#"{"a":"#.repeat(n), "}".repeat(n)));
+    assert_eq!(verdict(&objects(MAX_DEPTH - 1)), OK);
+    assert_eq!(verdict(&objects(MAX_DEPTH)), err("invalid_json", ""));
+}
+
+#[test]
+fn unknown_kind() {
+    assert_eq!(
+        verdict(r#"{"event_id":"E015","kind":"gift","member_id":"M1","occurred_at":"2026-11-08T12:00:00Z"}"#),
+        err("unknown_kind", "gift")
+    );
+    for (kind, detail) in [
+        (r#""Purchase""#, "Purchase"),
+        (r#""""#, ""),
+        ("true", "true"),
+        ("5", "5"),
+        ("-5", "-5"),
+        ("1.5", "1.5"),
+        ("1e400", "1e300"),
+        ("{}", "object"),
+        ("[1]", "array"),
+    ] {
+        assert_eq!(verdict(&format!(r#"{{"kind":{kind}}}"#)), err("unknown_kind", detail), "{kind}");
+    }
+    // Before missing fields, after invalid JSON.
+    assert_eq!(verdict(r#"{"kind":"x","kind":"y"}"#), err("invalid_json", ""));
+    // null is the default.
+    assert_eq!(verdict(&format!(r#"{{"kind":null,{P}}}"#)), OK);
+}
+
+#[test]
+fn missing_fields_in_order() {
+    let occurred = r#""occurred_at":"2026-11-02T08:15:00Z""#;
+    assert_eq!(verdict("{}"), err("missing_field", "event_id"));
+    assert_eq!(verdict(r#"{"event_id":"E"}"#), err("missing_field", "occurred_at"));
+    assert_eq!(verdict(&format!(r#"{{"event_id":"E",{occurred}}}"#)), err("missing_field", "currency"));
+    assert_eq!(verdict(&format!(r#"{{"event_id":"E",{occurred},"currency":"EUR"}}"#)), err("missing_field", "total"));
+    assert_eq!(
+        verdict(&format!(r#"{{"event_id":"E",{occurred},"currency":"EUR","total":null}}"#)),
+        err("missing_field", "total")
+    );
+    assert_eq!(verdict(&purchase(r#""items":[{"amount":"1"},{"sku":"x"}]"#)), err("missing_field", "items.amount"));
+    assert_eq!(verdict(&purchase(r#""items":[{"amount":null}]"#)), err("missing_field", "items.amount"));
+    assert_eq!(verdict(&format!(r#"{{"kind":"refund",{P}}}"#)), err("missing_field", "original_event_id"));
+    assert_eq!(verdict(&format!(r#"{{"kind":"redeem","event_id":"E",{occurred}}}"#)), err("missing_field", "points"));
+    assert_eq!(verdict(r#"{"kind":"redeem","event_id":"E","points":0}"#), err("missing_field", "occurred_at"));
+    // Missing beats every later reason.
+    assert_eq!(
+        verdict(r#"{"program":"nope","currency":"USD","total":"-1","member_id":5}"#),
+        err("missing_field", "event_id")
+    );
+}
+
+#[test]
+fn unknown_program() {
+    assert_eq!(verdict(&purchase(r#""program":"nope""#)), err("unknown_program", "nope"));
+    // Before invalid amounts and currency mismatches.
+    assert_eq!(
+        verdict(r#"{"event_id":"E","occurred_at":"bad","program":"nope","currency":"USD","total":"-1"}"#),
+        err("unknown_program", "nope")
+    );
+    assert_eq!(verdict(&purchase(r#""program":"acme""#)), OK);
+    assert_eq!(verdict(&purchase(r#""program":null"#)), OK);
+    assert_eq!(verdict(&purchase(r#""program":5"#)), err("invalid_field", "program"));
+}
+
+#[test]
+fn invalid_amounts() {
+    let total = |t: &str| {
+        verdict(&format!(r#"{{"event_id":"E","occurred_at":"2026-11-02T08:15:00Z","currency":"EUR","total":{t}}}"#))
+    };
+    for t in [
+        r#""-5.00""#,
+        r#""1.00001""#,
+        r#""1e3""#,
+        r#""12.""#,
+        r#""""#,
+        r#"" 1""#,
+        r#""1_0""#,
+        r#""1000000000000.01""#,
+        "-1",
+        "1.00001",
+        "1000000000000.5",
+        "1e400",
+        "-1e400",
+        "100000000000000000000",
+        "-100000000000000000000",
+        "true",
+        "{}",
+        "[]",
+    ] {
+        assert_eq!(total(t), err("invalid_amount", "total"), "{t}");
+    }
+    for t in [
+        r#""0""#,
+        r#""12""#,
+        r#""00012.5000""#,
+        r#""1000000000000""#,
+        "0",
+        "-0",
+        "-0.0",
+        "12.99",
+        "1e12",
+        "1e-400",
+        "0.0001",
+    ] {
+        assert_eq!(total(t), OK, "{t}");
+    }
+    assert_eq!(
+        verdict(&purchase(r#""items":[{"amount":"1"},{"amount":"-1"}]"#)),
+        err("invalid_amount", "items.amount")
+    );
+    assert_eq!(verdict(&purchase(r#""items":[{"amount":1e400}]"#)), err("invalid_amount", "items.amount"));
+    // Total is named before items; amounts beat currency and field errors.
+    assert_eq!(
+        verdict(r#"{"event_id":"E","occurred_at":"x","currency":"USD","total":"-1","items":[{"amount":"-1"}]}"#),
+        err("invalid_amount", "total")
+    );
+    assert_eq!(
+        verdict(r#"{"kind":"redeem","event_id":"E","occurred_at":"x","points":1,"total":"-1"}"#),
+        err("invalid_field", "occurred_at")
+    );
+}
+
+#[test]
+fn currency_mismatch() {
+    assert_eq!(
+        verdict(r#"{"event_id":"E","occurred_at":"2026-11-02T08:15:00Z","currency":"USD","total":"1"}"#),
+        err("currency_mismatch", "USD")
+    );
+    assert_eq!(
+        verdict(
+            r#"{"event_id":"E","program":"city","occurred_at":"2026-11-02T08:15:00Z","currency":"EUR","total":"1"}"#
+        ),
+        err("currency_mismatch", "EUR")
+    );
+    // Before invalid fields.
+    assert_eq!(
+        verdict(r#"{"event_id":"","occurred_at":"x","currency":"USD","total":"1"}"#),
+        err("currency_mismatch", "USD")
+    );
+    assert_eq!(
+        verdict(r#"{"event_id":"E","occurred_at":"2026-11-02T08:15:00Z","currency":7,"total":"1"}"#),
+        err("invalid_field", "currency")
+    );
+    // A mistyped program has no currency to compare with.
+    assert_eq!(
+        verdict(r#"{"event_id":"E","program":1,"occurred_at":"2026-11-02T08:15:00Z","currency":"USD","total":"1"}"#),
+        err("invalid_field", "program")
+    );
+}
+
+#[test]
+fn invalid_fields_each_named() {
+    let long = "x".repeat(129);
+    let cases = [
+        (r#"{"event_id":"","occurred_at":"2026-11-02T08:15:00Z","currency":"EUR","total":"1"}"#.to_owned(), "event_id"),
+        (
+            format!(r#"{{"event_id":"{long}","occurred_at":"2026-11-02T08:15:00Z","currency":"EUR","total":"1"}}"#),
+            "event_id",
+        ),
+        (r#"{"event_id":5,"occurred_at":"2026-11-02T08:15:00Z","currency":"EUR","total":"1"}"#.to_owned(), "event_id"),
+        (purchase(r#""member_id":"""#), "member_id"),
+        (purchase(&format!(r#""member_id":"{}""#, "m".repeat(65))), "member_id"),
+        (purchase(r#""member_id":7"#), "member_id"),
+        (purchase(r#""program":[]"#), "program"),
+        (purchase(r#""merchant_id":1"#), "merchant_id"),
+        (purchase(r#""store_id":true"#), "store_id"),
+        (purchase(r#""channel":{}"#), "channel"),
+        (
+            r#"{"event_id":"E","occurred_at":"2026-02-30T00:00:00Z","currency":"EUR","total":"1"}"#.to_owned(),
+            "occurred_at",
+        ),
+        (r#"{"event_id":"E","occurred_at":1700000000,"currency":"EUR","total":"1"}"#.to_owned(), "occurred_at"),
+        (purchase(r#""items":{}"#), "items"),
+        (purchase(r#""items":"x""#), "items"),
+        (purchase(r#""items":[1]"#), "items"),
+        (purchase(r#""items":[{"amount":"1","sku":1}]"#), "items.sku"),
+        (purchase(r#""items":[{"amount":"1","category":[]}]"#), "items.category"),
+        (purchase(r#""items":[{"amount":"1","quantity":0}]"#), "items.quantity"),
+        (purchase(r#""items":[{"amount":"1","quantity":1000001}]"#), "items.quantity"),
+        (purchase(r#""items":[{"amount":"1","quantity":2.0}]"#), "items.quantity"),
+        (purchase(r#""items":[{"amount":"1","quantity":"2"}]"#), "items.quantity"),
+        (purchase(r#""items":[{"amount":"1","quantity":-1}]"#), "items.quantity"),
+        (purchase(r#""items":[{"amount":"1","quantity":1e400}]"#), "items.quantity"),
+        (purchase(r#""items":[{"amount":"1","quantity":100000000000000000000}]"#), "items.quantity"),
+        (format!(r#"{{"kind":"refund","original_event_id":"",{P}}}"#), "original_event_id"),
+        (format!(r#"{{"kind":"refund","original_event_id":["E"],{P}}}"#), "original_event_id"),
+    ];
+    for (json, field) in cases {
+        assert_eq!(verdict(&json), err("invalid_field", field), "{json}");
+    }
+    let redeem = |p: &str| {
+        verdict(&format!(r#"{{"kind":"redeem","event_id":"E","occurred_at":"2026-11-02T08:15:00Z","points":{p}}}"#))
+    };
+    for p in ["0", "-1", "1000000001", "5.0", "\"5\"", "1e400", "100000000000000000000", "true"] {
+        assert_eq!(redeem(p), err("invalid_field", "points"), "{p}");
+    }
+    for p in ["1", "1000000000"] {
+        assert_eq!(redeem(p), OK, "{p}");
+    }
+}
+
+#[test]
+fn invalid_field_detail_follows_the_fixed_order() {
+    assert_eq!(
+        verdict(r#"{"event_id":"","member_id":1,"occurred_at":"x","currency":"EUR","total":"1"}"#),
+        err("invalid_field", "event_id")
+    );
+    assert_eq!(verdict(&purchase(r#""channel":1,"member_id":1,"store_id":1"#)), err("invalid_field", "member_id"));
+    assert_eq!(
+        verdict(&purchase(r#""items":[{"amount":"1","quantity":0},{"amount":"1","sku":5}]"#)),
+        err("invalid_field", "items.quantity")
+    );
+    assert_eq!(
+        verdict(&purchase(r#""items":[{"amount":"1","quantity":0,"sku":5}]"#)),
+        err("invalid_field", "items.sku")
+    );
+    // An invalid item field loses to a missing amount in a later item.
+    assert_eq!(
+        verdict(&purchase(r#""items":[{"amount":"1","quantity":0},{"sku":"x"}]"#)),
+        err("missing_field", "items.amount")
+    );
+}
+
+#[test]
+fn anonymous_events() {
+    let mut d = Decoder::default();
+    let ps = programs();
+    let e = d.decode(purchase("").as_bytes(), &ps).unwrap();
+    assert_eq!(e.member_id, None);
+    let e = d.decode(purchase(r#""member_id":null"#).as_bytes(), &ps).unwrap();
+    assert_eq!(e.member_id, None);
+    let m64 = "m".repeat(64);
+    let json = purchase(&format!(r#""member_id":"{m64}""#));
+    let e = d.decode(json.as_bytes(), &ps).unwrap();
+    assert_eq!(e.member_id, Some(m64.as_str()));
+}
+
+#[test]
+fn kinds_ignore_fields_they_do_not_use() {
+    // Purchase: original_event_id and points are not read.
+    assert_eq!(verdict(&purchase(r#""original_event_id":5,"points":"x""#)), OK);
+    // Refund: items are not read.
+    assert_eq!(
+        verdict(&format!(
+            r#"{{"kind":"refund","original_event_id":"E0","items":[1,{{"quantity":0}}],"points":-1,{P}}}"#
+        )),
+        OK
+    );
+    // Redeem: currency, total, items and original_event_id are not read.
+    assert_eq!(
+        verdict(
+            r#"{"kind":"redeem","event_id":"E","occurred_at":"2026-11-02T08:15:00Z","points":5,"currency":"USD","total":-1,"items":"x","original_event_id":""}"#
+        ),
+        OK
+    );
+}
+
+#[test]
+fn huge_numbers_in_unknown_fields_are_ignored() {
+    for v in ["1e400", "-1e400", "100000000000000000000", "-100000000000000000000", "[1e999,{\"a\":1E+400}]"] {
+        assert_eq!(verdict(&purchase(&format!(r#""x":{v}"#))), OK, "{v}");
+    }
+    // Kinds that ignore a field ignore a huge number in it.
+    assert_eq!(
+        verdict(r#"{"kind":"redeem","event_id":"E","occurred_at":"2026-11-02T08:15:00Z","points":5,"total":1e400}"#),
+        OK
+    );
+    // The strings around a replaced number keep their escapes.
+    let mut d = Decoder::default();
+    let ps = programs();
+    let json = purchase(r#""member_id":"a\"b\\","x":1e400"#);
+    let e = d.decode(json.as_bytes(), &ps).unwrap();
+    assert_eq!(e.member_id, Some("a\"b\\"));
+    // Still invalid JSON when something else is wrong too.
+    assert_eq!(verdict(r#"{"x":1e400,}"#), err("invalid_json", ""));
+}
+
+#[test]
+fn timestamps_in_events() {
+    let at = |s: &str| verdict(&format!(r#"{{"event_id":"E","occurred_at":"{s}","currency":"EUR","total":"1"}}"#));
+    assert_eq!(at("2024-02-29T12:00:00Z"), OK);
+    assert_eq!(at("2023-02-29T12:00:00Z"), err("invalid_field", "occurred_at"));
+    assert_eq!(at("2026-12-31T23:59:60Z"), err("invalid_field", "occurred_at"));
+    assert_eq!(at("3000-01-01T00:00:00Z"), err("invalid_field", "occurred_at"));
+    assert_eq!(at("1969-12-31T23:59:59Z"), err("invalid_field", "occurred_at"));
+    assert_eq!(at("1970-01-01T00:00:00Z"), OK);
+    assert_eq!(at("2026-11-02t08:15:00.1234567z"), OK);
+    // Unescaped before parsing.
+    assert_eq!(at(r"2026-11-02\u005408:15:00Z"), OK);
+    let mut d = Decoder::default();
+    let json = purchase("").replace("08:15:00Z", "08:15:00.9999999-01:30");
+    let e = d.decode(json.as_bytes(), &programs()).unwrap();
+    assert_eq!(e.occurred_at, Micros(parse_timestamp("2026-11-02T09:45:00Z").unwrap().0 + 999_999));
+}
