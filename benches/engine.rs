@@ -11,6 +11,8 @@
 //!
 //! Every group sets `Throughput::Elements(1)`: criterion reports events/s.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::borrow::Cow;
 use std::hint::black_box;
 use std::str::FromStr;

@@ -143,7 +143,8 @@ impl Collector {
                 if let Some(budget) = rule.budget_points {
                     let spent =
                         store.budgets().find(|(p, r, _)| *p == program.id && *r == rule.id).map_or(0, |(_, _, v)| v);
-                    let percent = (Decimal::from(spent) * Decimal::ONE_HUNDRED / Decimal::from(budget)).round_dp(2);
+                    let mut percent = (Decimal::from(spent) * Decimal::ONE_HUNDRED / Decimal::from(budget)).round_dp(2);
+                    percent.rescale(2);
                     section
                         .budgets
                         .insert(rule.id.clone(), BudgetUse { budget_points: budget, spent_points: spent, percent });

@@ -1,6 +1,8 @@
 //! The commands through the real binary: check-rules verdicts, simulate's
 //! report, score's streams, and every file under `config/`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -2,6 +2,8 @@
 //! each example's rewards and dead letters exactly, compared as JSON values
 //! (`scored_at` and `rules_version` are ignored, as the contract allows).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
