@@ -92,13 +92,12 @@ impl<S: StateStore> Scorer<S> {
         };
         let (state, budgets) = self.store.member(&program.id, member_id);
         if let Some(record) = state.events.get(event.event_id) {
-            return sink.accept(position, message, Disposition::Repeat { program, reward: record.reward.as_bytes() });
+            return sink.accept(position, message, Disposition::Repeat { program, reward: &record.reward });
         }
         engine::apply(program, &self.settings, state, budgets, &event, &mut self.outcome);
         self.reward.clear();
         output::write_reward(&mut self.reward, program, &event, &self.outcome);
-        // The reward is ASCII-escaped JSON built from valid UTF-8 strings.
-        let reward = String::from_utf8_lossy(&self.reward).into_owned().into_boxed_str();
+        let reward: Box<[u8]> = self.reward.as_slice().into();
         state.events.insert(
             event.event_id.into(),
             EventRecord { occurred_at: event.occurred_at, reward, purchase: self.outcome.purchase },

@@ -217,6 +217,7 @@ const ITEMS: usize = 10;
 const ORIGINAL_EVENT_ID: usize = 11;
 const POINTS: usize = 12;
 
+#[inline(always)]
 fn event_key(key: &str) -> Option<usize> {
     Some(match key {
         "event_id" => EVENT_ID,
@@ -241,6 +242,7 @@ const CATEGORY: usize = 1;
 const QUANTITY: usize = 2;
 const AMOUNT: usize = 3;
 
+#[inline(always)]
 fn item_key(key: &str) -> Option<usize> {
     Some(match key {
         "sku" => SKU,
@@ -495,7 +497,11 @@ impl<'a> Walk<'_, 'a, '_> {
     /// Known keys are checked with a bitmask; unknown keys only among
     /// themselves, by sorting their tape indexes (no allocation once the
     /// vector has grown).
-    fn slots<const N: usize>(&mut self, at: usize, known: fn(&str) -> Option<usize>) -> Result<Slots<N>, DecodeError> {
+    fn slots<const N: usize>(
+        &mut self,
+        at: usize,
+        known: impl Fn(&str) -> Option<usize>,
+    ) -> Result<Slots<N>, DecodeError> {
         let Node::Object { len, .. } = self.tape[at] else {
             return Err(invalid_json());
         };

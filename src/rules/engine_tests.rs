@@ -89,7 +89,11 @@ impl Run {
         apply(&self.program, &self.settings, &mut self.state, &mut self.budgets, &event, &mut out);
         self.state.events.insert(
             event.event_id.into(),
-            crate::state::EventRecord { occurred_at: event.occurred_at, reward: "".into(), purchase: out.purchase },
+            crate::state::EventRecord {
+                occurred_at: event.occurred_at,
+                reward: Box::default(),
+                purchase: out.purchase,
+            },
         );
         out
     }

@@ -9,8 +9,7 @@
 
 pub mod memory;
 
-use std::collections::HashMap;
-
+use hashbrown::HashMap;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
@@ -41,8 +40,8 @@ pub struct PurchaseRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventRecord {
     pub occurred_at: Micros,
-    /// The reward event, as first emitted.
-    pub reward: Box<str>,
+    /// The reward event (JSON, UTF-8), as first emitted.
+    pub reward: Box<[u8]>,
     /// Present for scored purchases.
     pub purchase: Option<PurchaseRecord>,
 }
