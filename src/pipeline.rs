@@ -38,7 +38,9 @@ pub trait Sink {
     fn accept(&mut self, position: u64, message: &[u8], disposition: Disposition<'_>) -> io::Result<()>;
 }
 
-/// How many new outcomes between two sweeps of expired records.
+/// How many new outcomes between two sweeps of expired records: often
+/// enough to bound memory, rarely enough that a sweep's cost (a pass over
+/// all members) is amortised to nothing.
 const PRUNE_EVERY: u64 = 1 << 20;
 
 /// Scores messages one at a time against a state store.
@@ -53,6 +55,7 @@ pub struct Scorer<S> {
     /// Latest `occurred_at` scored: the clock of record retention.
     watermark: Micros,
     since_prune: u64,
+    prune_every: u64,
 }
 
 impl<S: StateStore> Scorer<S> {
@@ -66,7 +69,14 @@ impl<S: StateStore> Scorer<S> {
             store,
             watermark: Micros(0),
             since_prune: 0,
+            prune_every: PRUNE_EVERY,
         }
+    }
+
+    /// Sweeps expired records every `events` new outcomes instead of 2^20.
+    pub fn with_prune_interval(mut self, events: u64) -> Self {
+        self.prune_every = events.max(1);
+        self
     }
 
     pub fn store(&self) -> &S {
@@ -104,7 +114,7 @@ impl<S: StateStore> Scorer<S> {
         );
         self.watermark = self.watermark.max(event.occurred_at);
         self.since_prune += 1;
-        if self.since_prune >= PRUNE_EVERY {
+        if self.since_prune >= self.prune_every {
             self.since_prune = 0;
             self.store.prune(self.watermark, self.settings.retention_days);
         }
@@ -148,5 +158,65 @@ pub fn score_lines<S: StateStore>(
         }
         scorer.score(number, &line, sink)?;
         progress(read);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::rules::load::load_str;
+    use crate::state::memory::MemoryStore;
+
+    #[derive(Default)]
+    struct Kinds(Vec<&'static str>);
+
+    impl Sink for Kinds {
+        fn accept(&mut self, _: u64, _: &[u8], d: Disposition<'_>) -> io::Result<()> {
+            self.0.push(match d {
+                Disposition::Scored { .. } => "scored",
+                Disposition::Repeat { .. } => "repeat",
+                Disposition::Anonymous { .. } => "anonymous",
+                Disposition::Dead(_) => "dead",
+            });
+            Ok(())
+        }
+    }
+
+    fn scorer(retention_days: i64) -> Scorer<MemoryStore> {
+        let program = load_str("t.toml", "[program]\nid = \"p\"\ncurrency = \"EUR\"\n").unwrap();
+        let programs = ProgramSet::new(vec![Arc::new(program)]).unwrap();
+        Scorer::new(programs, Settings { retention_days }, 1024, MemoryStore::new())
+    }
+
+    fn purchase(id: &str, at: &str) -> String {
+        format!(r#"{{"event_id":"{id}","member_id":"M","occurred_at":"{at}","currency":"EUR","total":"1"}}"#)
+    }
+
+    #[test]
+    fn records_older_than_the_retention_window_are_swept() {
+        let mut scorer = scorer(10).with_prune_interval(2);
+        let mut sink = Kinds::default();
+        for line in [
+            purchase("A", "2026-01-01T00:00:00Z"),
+            purchase("B", "2026-01-05T00:00:00Z"),
+            purchase("C", "2026-01-20T00:00:00Z"),
+            purchase("D", "2026-01-21T00:00:00Z"), // second new outcome: sweep at 01-21
+            purchase("B", "2026-01-05T00:00:00Z"),
+            purchase("C", "2026-01-20T00:00:00Z"),
+        ] {
+            scorer.score(1, line.as_bytes(), &mut sink).unwrap();
+        }
+        assert_eq!(sink.0, ["scored", "scored", "scored", "scored", "scored", "repeat"]);
+    }
+
+    #[test]
+    fn blank_lines_and_crlf_are_not_events() {
+        let mut scorer = scorer(90);
+        let mut sink = Kinds::default();
+        let input = format!("\n \t\r\n{}\r\n\n", purchase("A", "2026-01-01T00:00:00Z"));
+        score_lines(&mut scorer, input.as_bytes(), &mut sink, |_| {}).unwrap();
+        assert_eq!(sink.0, ["scored"]);
     }
 }

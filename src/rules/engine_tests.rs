@@ -452,3 +452,33 @@ fn rolling_refunds_reduce_the_original_month() {
     let out = run.score(refund("f1", "2026-02-02T10:00:00Z", "e1", "100"));
     assert_eq!(out.qualifying_spend, dec("40"), "February's spend is untouched");
 }
+
+#[test]
+fn hours_and_days_follow_daylight_saving_time() {
+    let mut p = program();
+    p.timezone = chrono_tz::Europe::Berlin;
+    let mut r = rule("night", RuleKind::BasketThreshold { min_spend: Decimal::ZERO, bonus_points: 3, gift: None });
+    r.filters.hours = Some((2 * 60, 3 * 60));
+    p.rules.push(r);
+    let mut r = rule("thursday", RuleKind::BasketThreshold { min_spend: Decimal::ZERO, bonus_points: 4, gift: None });
+    r.filters.days = Some(1 << 3);
+    p.rules.push(r);
+    let cases = [
+        // 25 October 2026: 03:00 CEST becomes 02:00 CET, so 02:xx local happens twice.
+        ("2026-10-25T00:30:00Z", true, false),  // 02:30 CEST
+        ("2026-10-25T01:30:00Z", true, false),  // 02:30 CET
+        ("2026-10-25T02:00:00Z", false, false), // 03:00 CET
+        // 29 March 2026: 02:00 CET jumps to 03:00 CEST; no instant is 02:xx local.
+        ("2026-03-29T00:59:59Z", false, false), // 01:59:59 CET
+        ("2026-03-29T01:00:00Z", false, false), // 03:00 CEST
+        // Summer: midnight local is 22:00 UTC; Thursday 2 July starts at 2026-07-01T22:00Z.
+        ("2026-07-01T21:59:59Z", false, false), // Wednesday 23:59:59
+        ("2026-07-01T22:00:00Z", false, true),  // Thursday 00:00
+    ];
+    for (time, night, thursday) in cases {
+        let mut run = Run::new(p.clone());
+        let out = run.score(purchase("e", time, "1", &[]));
+        assert_eq!(out.lines.contains(&(Line::Rule(0), 3)), night, "hours at {time}");
+        assert_eq!(out.lines.contains(&(Line::Rule(1), 4)), thursday, "days at {time}");
+    }
+}
