@@ -15,9 +15,11 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
 use crate::decode::DEFAULT_MAX_MESSAGE_BYTES;
+use crate::pipeline::{Scorer, Sink, score_lines};
 use crate::rules::engine::Settings;
 use crate::rules::load;
 use crate::rules::{Program, ProgramSet};
+use crate::state::memory::MemoryStore;
 
 #[derive(Debug, Parser)]
 #[command(name = "loyalty-scorer", version, about = "Scores retail purchase streams for loyalty programs")]
@@ -124,18 +126,49 @@ pub fn settings(args: &StreamArgs) -> Settings {
     Settings { retention_days: args.retention_days }
 }
 
-/// Opens the input, and its length when known (for progress).
-pub fn open_input(path: &Path) -> anyhow::Result<(Box<dyn BufRead>, Option<u64>)> {
+/// Opens the input (`-`: standard input).
+pub fn open_input(path: &Path) -> anyhow::Result<Input> {
     if is_stdio(path) {
-        return Ok((Box::new(BufReader::with_capacity(1 << 16, io::stdin())), None));
+        let reader = Box::new(BufReader::with_capacity(1 << 16, io::stdin()));
+        return Ok(Input { path: path.to_owned(), reader, len: None });
     }
     let file = File::open(path).with_context(|| format!("cannot open input {}", path.display()))?;
     let len = file.metadata().ok().map(|m| m.len());
-    Ok((Box::new(BufReader::with_capacity(1 << 16, file)), len))
+    Ok(Input { path: path.to_owned(), reader: Box::new(BufReader::with_capacity(1 << 16, file)), len })
+}
+
+/// An opened input stream of events.
+pub struct Input {
+    path: PathBuf,
+    reader: Box<dyn BufRead>,
+    /// Length in bytes when known (for progress).
+    len: Option<u64>,
+}
+
+impl std::fmt::Debug for Input {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Input").field("path", &self.path).field("len", &self.len).finish_non_exhaustive()
+    }
+}
+
+/// Scores `input` into `sink`, with a progress bar on a terminal.
+pub fn score_file(scorer: &mut Scorer<MemoryStore>, input: Input, sink: &mut dyn Sink) -> anyhow::Result<()> {
+    let Input { path, reader, len } = input;
+    let bar = progress_bar(len);
+    score_lines(scorer, reader, sink, |read| {
+        if let Some(bar) = &bar {
+            bar.set_position(read);
+        }
+    })
+    .with_context(|| format!("scoring {}", path.display()))?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    Ok(())
 }
 
 /// A progress bar on stderr when it is a terminal, else nothing.
-pub fn progress_bar(len: Option<u64>) -> Option<indicatif::ProgressBar> {
+fn progress_bar(len: Option<u64>) -> Option<indicatif::ProgressBar> {
     if !io::stderr().is_terminal() {
         return None;
     }

@@ -6,9 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 
-use crate::commands::{ScoreArgs, is_stdio, load_programs, open_input, progress_bar, settings};
+use crate::commands::{ScoreArgs, is_stdio, load_programs, open_input, score_file, settings};
 use crate::output;
-use crate::pipeline::{Disposition, Scorer, Sink, score_lines};
+use crate::pipeline::{Disposition, Scorer, Sink};
 use crate::state::memory::MemoryStore;
 
 /// Writes rewards and dead letters as JSON lines, and counts them.
@@ -71,7 +71,7 @@ pub fn run(args: &ScoreArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let programs = load_programs(&args.stream.rules)?;
-    let (input, len) = open_input(&args.input)?;
+    let input = open_input(&args.input)?;
     let mut rewards = create(&args.output)?;
     let mut dead_letters: Box<dyn Write> = match &args.dlq {
         Some(path) => create(path)?,
@@ -84,16 +84,7 @@ pub fn run(args: &ScoreArgs) -> anyhow::Result<ExitCode> {
         line: Vec::new(),
         counts: Counts::default(),
     };
-    let bar = progress_bar(len);
-    score_lines(&mut scorer, input, &mut sink, |read| {
-        if let Some(bar) = &bar {
-            bar.set_position(read);
-        }
-    })
-    .with_context(|| format!("scoring {}", args.input.display()))?;
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
+    score_file(&mut scorer, input, &mut sink)?;
     let counts = std::mem::take(&mut sink.counts);
     drop(sink);
     rewards.flush().context("writing reward events")?;
