@@ -13,6 +13,10 @@ pub enum Kind {
     Purchase,
     Refund,
     Redeem,
+    /// Member data from the CRM: an optional birth date.
+    Profile,
+    /// A manual correction of the balance by customer service.
+    Adjust,
 }
 
 impl Kind {
@@ -21,6 +25,8 @@ impl Kind {
             Kind::Purchase => "purchase",
             Kind::Refund => "refund",
             Kind::Redeem => "redeem",
+            Kind::Profile => "profile",
+            Kind::Adjust => "adjust",
         }
     }
 }
@@ -39,6 +45,16 @@ impl Micros {
     pub const fn plus_days(self, days: i64) -> Micros {
         Micros(self.0.saturating_add(days.saturating_mul(Self::PER_DAY)))
     }
+}
+
+/// A calendar date (a real one: validated when decoded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+pub struct Date {
+    pub year: i32,
+    /// 1..=12
+    pub month: u8,
+    /// 1..=31
+    pub day: u8,
 }
 
 /// One basket line.
@@ -73,6 +89,10 @@ pub struct Event<'a> {
     pub items: &'a [Item<'a>],
     /// Refund only.
     pub original_event_id: Option<&'a str>,
-    /// Redeem only: 1..=10^9.
+    /// Redeem: 1..=10^9. Adjust: non-zero, -10^9..=10^9.
     pub points: i64,
+    /// Profile only: the member's birth date, when given.
+    pub birth_date: Option<Date>,
+    /// Adjust only: why (at most 64 bytes).
+    pub reason: Option<&'a str>,
 }

@@ -183,7 +183,8 @@ pub fn gift_name(program: &Program, rule: usize) -> Option<&str> {
     match &program.rules.get(rule)?.kind {
         RuleKind::BasketThreshold { gift, .. }
         | RuleKind::StampCard { gift, .. }
-        | RuleKind::Milestone { gift, .. } => gift.as_deref(),
+        | RuleKind::Milestone { gift, .. }
+        | RuleKind::Birthday { gift, .. } => gift.as_deref(),
         RuleKind::CategoryMultiplier { .. } | RuleKind::FirstPurchase { .. } => None,
     }
 }

@@ -217,6 +217,7 @@ impl Sink for Collector {
                         s.events.redeems += 1;
                         s.events.redeems_rejected += u64::from(outcome.status == Status::Rejected);
                     }
+                    Kind::Profile | Kind::Adjust => {}
                 }
             }
         }

@@ -89,7 +89,8 @@ prop_compose! {
                 budget_points: budget,
             }).collect(),
             caps: Caps { max_points_per_event: per_event, max_points_per_member_per_day: per_day },
-            expiry: Expiry { points_ttl_days: ttl },
+            expiry: Expiry { mode: ttl.map_or(ExpiryMode::Never, |ttl_days| ExpiryMode::Rolling { ttl_days }), inactivity_days: None },
+            pending_days: None,
             version: "0123456789abcdef".into(),
         }
     }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use loyalty_scorer::event::Micros;
 use loyalty_scorer::rules::load::{Diagnostic, LoadError, load_file, load_str, summary};
-use loyalty_scorer::rules::model::{Basis, Downgrade, Program, Rounding, RuleKind, StampCount};
+use loyalty_scorer::rules::model::{Basis, Downgrade, ExpiryMode, Program, Rounding, RuleKind, StampCount};
 use rust_decimal::Decimal;
 
 const FILE: &str = "rules.toml";
@@ -600,7 +600,7 @@ fn basic_example_loads() {
     );
     assert_eq!(program.caps.max_points_per_event, Some(12000));
     assert_eq!(program.caps.max_points_per_member_per_day, Some(20000));
-    assert_eq!(program.expiry.points_ttl_days, Some(365));
+    assert_eq!(program.expiry.mode, ExpiryMode::Rolling { ttl_days: 365 });
 }
 
 #[test]
@@ -647,7 +647,7 @@ fn coalition_example_loads() {
     assert_eq!(fuel.filters.merchants, Some(vec!["fuel-co".into()]));
     assert_eq!(program.caps.max_points_per_event, None);
     assert_eq!(program.caps.max_points_per_member_per_day, Some(1500));
-    assert_eq!(program.expiry.points_ttl_days, Some(30));
+    assert_eq!(program.expiry.mode, ExpiryMode::Rolling { ttl_days: 30 });
 }
 
 #[test]
@@ -696,7 +696,7 @@ fn defaults_fill_what_the_file_omits() {
     assert!(program.partners.is_empty() && program.rules.is_empty());
     assert_eq!(program.caps.max_points_per_event, None);
     assert_eq!(program.caps.max_points_per_member_per_day, None);
-    assert_eq!(program.expiry.points_ttl_days, None);
+    assert_eq!(program.expiry.mode, ExpiryMode::Never);
 
     let rolling = load(&with_program("[tier_qualification]\nbasis = \"rolling\"\n"));
     assert_eq!(rolling.qualification.basis, Basis::Rolling { window_months: 12 });

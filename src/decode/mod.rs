@@ -437,6 +437,8 @@ impl<'a> Walk<'_, 'a, '_> {
             items: basket,
             original_event_id,
             points,
+            birth_date: None,
+            reason: None,
         })
     }
 

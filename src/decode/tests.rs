@@ -7,25 +7,15 @@ use rust_decimal::Decimal;
 
 use super::*;
 use crate::event::Micros;
-use crate::rules::model::{Basis, Caps, Downgrade, Expiry, Program, Qualification, Rounding};
+use crate::rules::load::load_str;
+use crate::rules::model::Program;
 
 fn program(id: &str, currency: &str) -> Arc<Program> {
-    Arc::new(Program {
-        id: id.to_owned(),
-        currency: currency.to_owned(),
-        timezone: chrono_tz::Tz::UTC,
-        points_per_unit: Decimal::ONE,
-        rounding: Rounding::Floor,
-        excluded_categories: Vec::new(),
-        point_value: Decimal::ZERO,
-        tiers: Vec::new(),
-        qualification: Qualification { basis: Basis::Lifetime, downgrade: Downgrade::Never },
-        partners: Vec::new(),
-        rules: Vec::new(),
-        caps: Caps::default(),
-        expiry: Expiry::default(),
-        version: String::new(),
-    })
+    let text = format!("[program]\nid = \"{id}\"\ncurrency = \"{currency}\"\n");
+    match load_str("test.toml", &text) {
+        Ok(program) => Arc::new(program),
+        Err(problems) => panic!("test program: {problems:?}"),
+    }
 }
 
 fn programs() -> ProgramSet {

@@ -12,7 +12,7 @@
 use rust_decimal::Decimal;
 
 use crate::event::{Event, Kind, Micros};
-use crate::rules::model::{Basis, Downgrade, Filters, Program, Rule, RuleKind, StampCount};
+use crate::rules::model::{Basis, Downgrade, ExpiryMode, Filters, Program, Rule, RuleKind, StampCount};
 use crate::rules::round::scaled;
 use crate::rules::time::Local;
 use crate::state::{Budgets, Lot, MemberState, PurchaseRecord};
@@ -133,6 +133,7 @@ pub fn apply(
                 out.status = Status::Rejected;
             }
         }
+        Kind::Profile | Kind::Adjust => {}
     }
 
     out.points = out.lines.iter().map(|(_, p)| p).sum();
@@ -156,7 +157,7 @@ fn tier_index(program: &Program, name: &str) -> usize {
 /// Removes the lots earned more than `points_ttl_days` x 24 h before `now`;
 /// returns the points removed.
 fn expire(program: &Program, state: &mut MemberState, now: Micros) -> i64 {
-    let Some(ttl) = program.expiry.points_ttl_days else {
+    let ExpiryMode::Rolling { ttl_days: ttl } = program.expiry.mode else {
         return 0;
     };
     let cutoff = Micros(now.0.saturating_sub(ttl.saturating_mul(Micros::PER_DAY)));
@@ -297,7 +298,7 @@ fn purchase(
     let computed = computed_tier(program, state, local.month);
     let held = out.tier_before;
     let new_tier = match program.qualification.downgrade {
-        Downgrade::Never => computed.max(held),
+        Downgrade::Never | Downgrade::Grace { .. } => computed.max(held),
         Downgrade::Immediate => computed,
     };
     set_tier(program, state, new_tier);
@@ -380,7 +381,7 @@ fn bonus(
                 0
             }
         }
-        RuleKind::Milestone { .. } => 0,
+        RuleKind::Milestone { .. } | RuleKind::Birthday { .. } => 0,
     }
 }
 

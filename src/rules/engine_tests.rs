@@ -36,6 +36,7 @@ fn program() -> Program {
         rules: vec![],
         caps: Caps::default(),
         expiry: Expiry::default(),
+        pending_days: None,
         version: "test".into(),
     }
 }
@@ -59,6 +60,8 @@ fn purchase(id: &'static str, time: &'static str, total: &str, items: &'static [
         items,
         original_event_id: None,
         points: 0,
+        birth_date: None,
+        reason: None,
     }
 }
 
@@ -348,7 +351,7 @@ fn milestones_fire_once_per_threshold_after_other_gifts() {
 #[test]
 fn expiry_removes_lots_older_than_the_ttl_exactly() {
     let mut p = program();
-    p.expiry.points_ttl_days = Some(10);
+    p.expiry.mode = ExpiryMode::Rolling { ttl_days: 10 };
     let mut run = Run::new(p);
     run.score(purchase("e1", "2026-01-01T10:00:00Z", "30", &[]));
     let same = run.score(purchase("e2", "2026-01-11T10:00:00Z", "1", &[]));
@@ -361,7 +364,7 @@ fn expiry_removes_lots_older_than_the_ttl_exactly() {
 #[test]
 fn debits_take_oldest_points_first_and_debt_is_paid_by_earnings() {
     let mut p = program();
-    p.expiry.points_ttl_days = Some(10);
+    p.expiry.mode = ExpiryMode::Rolling { ttl_days: 10 };
     let mut run = Run::new(p);
     run.score(purchase("e1", "2026-01-01T10:00:00Z", "30", &[]));
     run.score(purchase("e2", "2026-01-05T10:00:00Z", "20", &[]));

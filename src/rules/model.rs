@@ -42,6 +42,11 @@ pub enum Basis {
 pub enum Downgrade {
     Never,
     Immediate,
+    /// A lower computed tier replaces the held one only after `grace_days`
+    /// x 24 h below it.
+    Grace {
+        grace_days: i64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +97,13 @@ pub enum RuleKind {
         thresholds: Vec<i64>,
         gift: Option<String>,
     },
+    /// A bonus on the first purchase in the birthday window, once a year.
+    Birthday {
+        bonus_points: i64,
+        /// 1..=31: the birthday and the days after it.
+        window_days: u32,
+        gift: Option<String>,
+    },
 }
 
 impl RuleKind {
@@ -102,6 +114,7 @@ impl RuleKind {
             RuleKind::StampCard { .. } => "stamp_card",
             RuleKind::FirstPurchase { .. } => "first_purchase",
             RuleKind::Milestone { .. } => "milestone",
+            RuleKind::Birthday { .. } => "birthday",
         }
     }
 }
@@ -140,10 +153,31 @@ pub struct Caps {
     pub max_points_per_member_per_day: Option<i64>,
 }
 
+/// Local calendar periods of `end_of_period` expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Period {
+    Month,
+    Quarter,
+    Year,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ExpiryMode {
+    /// Points never expire by age.
+    #[default]
+    Never,
+    /// Points older than `ttl_days` x 24 h expire.
+    Rolling { ttl_days: i64 },
+    /// Points earned in a local period expire when the period `periods`
+    /// after it ends (0: at the end of the same period).
+    EndOfPeriod { period: Period, periods: u32 },
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Expiry {
-    /// Points older than this many days x 24 h expire.
-    pub points_ttl_days: Option<i64>,
+    pub mode: ExpiryMode,
+    /// Every lot expires once the member has been inactive this many days x 24 h.
+    pub inactivity_days: Option<i64>,
 }
 
 /// One loyalty program: a validated rules file.
@@ -164,6 +198,8 @@ pub struct Program {
     pub rules: Vec<Rule>,
     pub caps: Caps,
     pub expiry: Expiry,
+    /// Points earned by a purchase are pending for this many days x 24 h.
+    pub pending_days: Option<i64>,
     /// Hex digest of the rules file's bytes: `rules_version` in reward events.
     pub version: String,
 }

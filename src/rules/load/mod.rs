@@ -167,6 +167,7 @@ fn read_document(document: &toml::Spanned<DeTable<'_>>, r: &mut Report<'_>, vers
         rules,
         caps,
         expiry,
+        pending_days: None,
         version,
     })
 }

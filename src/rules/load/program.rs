@@ -11,7 +11,7 @@ use rust_decimal::Decimal;
 use super::fields::{Entry, Fields, IntRange, MAX_POINTS, item_path};
 use super::report::Report;
 use super::scalar::parse_timezone;
-use crate::rules::model::{Basis, Caps, Downgrade, Expiry, Partner, Qualification, Rounding, Tier};
+use crate::rules::model::{Basis, Caps, Downgrade, Expiry, ExpiryMode, Partner, Qualification, Rounding, Tier};
 
 /// `[program]`, without its tiers, partners and rules.
 #[derive(Debug)]
@@ -192,5 +192,8 @@ pub(super) fn caps(mut f: Fields<'_, '_>, r: &mut Report<'_>) -> Caps {
 pub(super) fn expiry(mut f: Fields<'_, '_>, r: &mut Report<'_>) -> Expiry {
     let points_ttl_days = f.get("points_ttl_days").and_then(|e| e.int(r, IntRange::new(1, i64::MAX)));
     f.finish(r);
-    Expiry { points_ttl_days }
+    Expiry {
+        mode: points_ttl_days.map_or(ExpiryMode::Never, |ttl_days| ExpiryMode::Rolling { ttl_days }),
+        inactivity_days: None,
+    }
 }
