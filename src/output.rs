@@ -82,6 +82,7 @@ fn write_line_name(buf: &mut Vec<u8>, program: &Program, line: Line) {
         Line::Base => write_str(buf, "base"),
         Line::Redeem => write_str(buf, "redeem"),
         Line::Refund => write_str(buf, "refund"),
+        Line::Adjust => write_str(buf, "adjust"),
         Line::Tier(i) => write_prefixed(buf, "tier:", &program.tiers[i].name),
         Line::Rule(i) => write_str(buf, &program.rules[i].id),
     }
@@ -124,6 +125,10 @@ pub fn write_reward(buf: &mut Vec<u8>, program: &Program, event: &Event<'_>, out
     write_int(buf, outcome.points);
     write_key(buf, "balance");
     write_int(buf, outcome.balance);
+    if program.pending_days.is_some() {
+        write_key(buf, "pending");
+        write_int(buf, outcome.pending);
+    }
     write_key(buf, "breakdown");
     buf.push(b'[');
     for (n, &(line, points)) in outcome.lines.iter().enumerate() {

@@ -63,6 +63,10 @@ pub struct ProgramReport {
     pub points_refunded: i64,
     pub points_redeemed: i64,
     pub points_expired: i64,
+    /// Manual adjustments that credited points.
+    pub points_adjusted_credit: i64,
+    /// Manual adjustments that debited points.
+    pub points_adjusted_debit: i64,
     /// Sum of positive balances at the end.
     pub points_outstanding: i64,
     /// Sum of negative balances at the end (points owed by members).
@@ -161,6 +165,7 @@ fn line_name(program: &Program, line: Line) -> String {
         Line::Base => "base".into(),
         Line::Redeem => "redeem".into(),
         Line::Refund => "refund".into(),
+        Line::Adjust => "adjust".into(),
         Line::Tier(i) => format!("tier:{}", program.tiers[i].name),
         Line::Rule(i) => program.rules[i].id.clone(),
     }
@@ -190,6 +195,8 @@ impl Sink for Collector {
                         Line::Expired => s.points_expired -= points,
                         Line::Redeem => s.points_redeemed -= points,
                         Line::Refund => s.points_refunded -= points,
+                        Line::Adjust if points > 0 => s.points_adjusted_credit += points,
+                        Line::Adjust => s.points_adjusted_debit -= points,
                         Line::Base | Line::Tier(_) | Line::Rule(_) => {
                             s.points_issued += points;
                             *s.points_by_rule.entry(line_name(program, line)).or_default() += points;

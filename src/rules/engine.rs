@@ -12,9 +12,9 @@
 use rust_decimal::Decimal;
 
 use crate::event::{Event, Kind, Micros};
-use crate::rules::model::{Basis, Downgrade, ExpiryMode, Filters, Program, Rule, RuleKind, StampCount};
+use crate::rules::model::{Basis, Downgrade, ExpiryMode, Filters, Period, Program, Rule, RuleKind, StampCount};
 use crate::rules::round::scaled;
-use crate::rules::time::Local;
+use crate::rules::time::{Local, day_number};
 use crate::state::{Budgets, Lot, MemberState, PurchaseRecord};
 
 /// Settings of the scorer that are not part of a program.
@@ -41,6 +41,8 @@ pub enum Line {
     Rule(usize),
     Redeem,
     Refund,
+    /// A manual adjustment.
+    Adjust,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -78,9 +80,15 @@ pub struct Outcome {
     pub tier_before: usize,
     pub tier_after: usize,
     pub qualifying_spend: Decimal,
-    /// Net change of the balance: the sum of `lines`.
+    /// Net change of `balance + pending`: the sum of `lines`.
     pub points: i64,
     pub balance: i64,
+    /// Pending points after the event.
+    pub pending: i64,
+    /// Points expired because the member was inactive (part of `expired`).
+    pub expired_inactive: i64,
+    /// Birthday bonuses awarded (rule indexes).
+    pub birthdays: Vec<usize>,
     /// Purchase: its eligible spend. Refund: the qualifying spend it removed.
     pub spend: Decimal,
     /// Set for a scored purchase: what its refunds will need.
@@ -94,7 +102,9 @@ impl Outcome {
         self.lines.clear();
         self.gifts.clear();
         self.stamps.clear();
+        self.birthdays.clear();
         self.spend = Decimal::ZERO;
+        self.expired_inactive = 0;
         self.purchase = None;
     }
 
@@ -116,10 +126,14 @@ pub fn apply(
     out: &mut Outcome,
 ) {
     out.clear();
-    let local = Local::of(event.occurred_at, program.timezone);
+    let now = event.occurred_at;
+    let local = Local::of(now, program.timezone);
     out.tier_before = tier_index(program, &state.tier);
 
-    let expired = expire(program, state, event.occurred_at);
+    // Release, then inactivity, then expiry by age: the contract's order.
+    state.release(now);
+    out.expired_inactive = expire_inactive(program, state, now);
+    let expired = out.expired_inactive + expire_by_age(program, state, &local, now);
     push_line(out, Line::Expired, -expired);
 
     match event.kind {
@@ -127,19 +141,38 @@ pub fn apply(
         Kind::Refund => refund(program, settings, state, event, &local, out),
         Kind::Redeem => {
             if state.balance() >= event.points {
-                debit(state, event.points);
+                state.debit(event.points, None);
                 push_line(out, Line::Redeem, -event.points);
+                touch(state, now);
             } else {
                 out.status = Status::Rejected;
             }
         }
-        Kind::Profile | Kind::Adjust => {}
+        Kind::Profile => {
+            if let Some(date) = event.birth_date {
+                state.birthday = Some((date.month, date.day));
+            }
+        }
+        Kind::Adjust => {
+            if event.points > 0 {
+                state.credit(event.points, Lot { earned_at: now, month: local.month, release_at: now, points: 0 });
+            } else {
+                state.debit(-event.points, None);
+            }
+            push_line(out, Line::Adjust, event.points);
+        }
     }
 
     out.points = out.lines.iter().map(|(_, p)| p).sum();
     out.balance = state.balance();
+    out.pending = state.pending_points();
     out.tier_after = tier_index(program, &state.tier);
     out.qualifying_spend = qualifying_spend(program, state, local.month);
+}
+
+/// Records activity (purchases and accepted redemptions) for inactivity expiry.
+fn touch(state: &mut MemberState, now: Micros) {
+    state.last_activity = Some(state.last_activity.map_or(now, |last| last.max(now)));
 }
 
 fn push_line(out: &mut Outcome, line: Line, points: i64) {
@@ -154,48 +187,39 @@ fn tier_index(program: &Program, name: &str) -> usize {
     program.tiers.iter().position(|t| t.name == name).unwrap_or(0)
 }
 
-/// Removes the lots earned more than `points_ttl_days` x 24 h before `now`;
-/// returns the points removed.
-fn expire(program: &Program, state: &mut MemberState, now: Micros) -> i64 {
-    let ExpiryMode::Rolling { ttl_days: ttl } = program.expiry.mode else {
+/// When the member has been inactive for more than `inactivity_days`,
+/// removes every lot earned up to the moment it became inactive.
+fn expire_inactive(program: &Program, state: &mut MemberState, now: Micros) -> i64 {
+    let (Some(days), Some(last)) = (program.expiry.inactivity_days, state.last_activity) else {
         return 0;
     };
-    let cutoff = Micros(now.0.saturating_sub(ttl.saturating_mul(Micros::PER_DAY)));
-    // Lots are ordered by `earned_at`, so the expired ones are a prefix: a
-    // frequent shopper's hundreds of lots cost a binary search, not a scan.
-    let count = state.lots.partition_point(|lot| lot.earned_at < cutoff);
-    state.lots.drain(..count).map(|lot| lot.points).sum()
-}
-
-/// Spends `points` from the oldest lots first; what they cannot cover
-/// becomes debt.
-fn debit(state: &mut MemberState, points: i64) {
-    let mut left = points;
-    let mut used = 0;
-    for lot in &mut state.lots {
-        if left == 0 {
-            break;
-        }
-        let take = left.min(lot.points);
-        lot.points -= take;
-        left -= take;
-        if lot.points == 0 {
-            used += 1;
-        }
+    let inactive_from = last.plus_days(days);
+    if now <= inactive_from {
+        return 0;
     }
-    state.lots.drain(..used);
-    state.debt += left;
+    state.expire_where(|lot| lot.earned_at <= inactive_from)
 }
 
-/// Pays off the debt first, then keeps the rest as a lot earned at `at`.
-fn credit(state: &mut MemberState, at: Micros, points: i64) {
-    let paid = points.min(state.debt);
-    state.debt -= paid;
-    let rest = points - paid;
-    if rest > 0 {
-        // Events may arrive out of event-time order; keep lots oldest first.
-        let pos = state.lots.partition_point(|l| l.earned_at <= at);
-        state.lots.insert(pos, Lot { earned_at: at, points: rest });
+/// Removes the lots that have reached their age limit at `now`.
+fn expire_by_age(program: &Program, state: &mut MemberState, local: &Local, now: Micros) -> i64 {
+    match program.expiry.mode {
+        ExpiryMode::Never => 0,
+        ExpiryMode::Rolling { ttl_days } => {
+            let cutoff = Micros(now.0.saturating_sub(ttl_days.saturating_mul(Micros::PER_DAY)));
+            state.expire_where(|lot| lot.earned_at < cutoff)
+        }
+        ExpiryMode::EndOfPeriod { period, periods } => {
+            // A lot is gone from the local midnight that ends the period
+            // `periods` after its own: compare local period numbers.
+            let index = |month: i32| match period {
+                Period::Month => month,
+                Period::Quarter => month.div_euclid(3),
+                Period::Year => month.div_euclid(12),
+            };
+            let current = index(local.month);
+            let periods = i32::try_from(periods).unwrap_or(i32::MAX);
+            state.expire_where(|lot| index(lot.month).saturating_add(periods) < current)
+        }
     }
 }
 
@@ -255,7 +279,7 @@ fn purchase(
         {
             continue;
         }
-        let points = bonus(program, rule, index, state, event, rate, eligible, out);
+        let points = bonus(program, rule, index, state, event, local, rate, eligible, out);
         let points = match rule.budget_points {
             Some(budget) => points.min((budget - budgets.spent(&program.id, &rule.id)).max(0)),
             None => points,
@@ -293,15 +317,12 @@ fn purchase(
         }
     }
 
-    credit(state, event.occurred_at, earned);
+    let now = event.occurred_at;
+    let release_at = program.pending_days.map_or(now, |days| now.plus_days(days));
+    state.credit(earned, Lot { earned_at: now, month: local.month, release_at, points: 0 });
+    touch(state, now);
     add_spend(program, settings, state, local.month, eligible);
-    let computed = computed_tier(program, state, local.month);
-    let held = out.tier_before;
-    let new_tier = match program.qualification.downgrade {
-        Downgrade::Never | Downgrade::Grace { .. } => computed.max(held),
-        Downgrade::Immediate => computed,
-    };
-    set_tier(program, state, new_tier);
+    move_tier(program, state, local.month, now);
     state.purchases += 1;
     out.purchase = Some(PurchaseRecord {
         total: event.total,
@@ -323,6 +344,7 @@ fn bonus(
     index: usize,
     state: &mut MemberState,
     event: &Event<'_>,
+    local: &Local,
     rate: Decimal,
     eligible: Decimal,
     out: &mut Outcome,
@@ -381,8 +403,31 @@ fn bonus(
                 0
             }
         }
-        RuleKind::Milestone { .. } | RuleKind::Birthday { .. } => 0,
+        RuleKind::Birthday { bonus_points, window_days, gift } => {
+            let Some(year) = birthday_year(state, rule, local, *window_days) else {
+                return 0;
+            };
+            state.birthdays_used.retain(|(_, y)| *y >= local.year - 2);
+            state.birthdays_used.push((rule.id.clone(), year));
+            out.birthdays.push(index);
+            if gift.is_some() {
+                out.gifts.push(index);
+            }
+            *bonus_points
+        }
+        RuleKind::Milestone { .. } => 0,
     }
+}
+
+/// The birthday year whose window holds the purchase's local date and that
+/// the rule has not rewarded yet: this year's, or last year's for a window
+/// that runs into the new year.
+fn birthday_year(state: &MemberState, rule: &Rule, local: &Local, window_days: u32) -> Option<i32> {
+    let (month, day) = state.birthday?;
+    [local.year, local.year - 1].into_iter().find(|&year| {
+        day_number(year, month, day).is_some_and(|start| (start..start + window_days as i32).contains(&local.day))
+            && !state.birthdays_used.iter().any(|(id, y)| *y == year && *id == rule.id)
+    })
 }
 
 /// Takes `excess` points (when positive) from the last lines first; returns
@@ -448,6 +493,36 @@ fn computed_tier(program: &Program, state: &MemberState, month: i32) -> usize {
     program.tiers.iter().rposition(|t| spend >= t.threshold).unwrap_or(0)
 }
 
+/// Moves the tier where the contract does (after a purchase, and after a
+/// refund of a known purchase unless downgrade is `never`): a higher or equal
+/// computed tier at once; a lower one at once (`immediate`), never (`never`),
+/// or once it has stayed lower for `grace_days` (`grace`).
+fn move_tier(program: &Program, state: &mut MemberState, month: i32, now: Micros) {
+    let computed = computed_tier(program, state, month);
+    let held = tier_index(program, &state.tier);
+    let tier = if computed >= held {
+        state.grace_since = None;
+        computed
+    } else {
+        match program.qualification.downgrade {
+            Downgrade::Never => held,
+            Downgrade::Immediate => computed,
+            Downgrade::Grace { grace_days } => match state.grace_since {
+                None => {
+                    state.grace_since = Some(now);
+                    held
+                }
+                Some(since) if now >= since.plus_days(grace_days) => {
+                    state.grace_since = None;
+                    computed
+                }
+                Some(_) => held,
+            },
+        }
+    };
+    set_tier(program, state, tier);
+}
+
 fn set_tier(program: &Program, state: &mut MemberState, tier: usize) {
     let name = &program.tiers[tier].name;
     if state.tier != *name {
@@ -464,18 +539,17 @@ fn refund(
     out: &mut Outcome,
 ) {
     let horizon = Micros(event.occurred_at.0.saturating_sub(settings.retention_days.saturating_mul(Micros::PER_DAY)));
-    let original = event
-        .original_event_id
-        .and_then(|id| state.events.get(id))
-        .filter(|r| r.occurred_at >= horizon)
-        .and_then(|r| r.purchase);
+    let known = event.original_event_id.and_then(|id| state.events.get(id)).filter(|r| r.occurred_at >= horizon);
+    let original_at = known.map(|r| r.occurred_at);
+    let original = known.and_then(|r| r.purchase);
     let Some(mut record) = original else {
         out.original_unknown = true;
         let points = program.rounding.points(event.total * program.points_per_unit);
-        debit(state, points);
+        state.debit(points, None);
         push_line(out, Line::Refund, -points);
         return;
     };
+    let original_at = original_at.unwrap_or(event.occurred_at);
 
     let remaining_total = record.total - record.refunded;
     let amount = event.total.min(remaining_total);
@@ -502,13 +576,12 @@ fn refund(
         }
     }
 
-    debit(state, points);
+    state.debit(points, Some(original_at));
     push_line(out, Line::Refund, -points);
     out.spend = spend;
     add_spend(program, settings, state, record.month, -spend);
-    if program.qualification.downgrade == Downgrade::Immediate {
-        let tier = computed_tier(program, state, local.month);
-        set_tier(program, state, tier);
+    if program.qualification.downgrade != Downgrade::Never {
+        move_tier(program, state, local.month, event.occurred_at);
     }
 }
 

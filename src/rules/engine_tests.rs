@@ -377,7 +377,8 @@ fn debits_take_oldest_points_first_and_debt_is_paid_by_earnings() {
     assert_eq!(over.balance, -10, "refund larger than the balance leaves a debt");
     let pay = run.score(purchase("e4", "2026-01-12T12:00:00Z", "25", &[]));
     assert_eq!((pay.points, pay.balance), (25, 15));
-    assert_eq!(run.state.lots, vec![Lot { earned_at: at("2026-01-12T12:00:00Z"), points: 15 }]);
+    let earned_at = at("2026-01-12T12:00:00Z");
+    assert_eq!(run.state.lots, vec![Lot { earned_at, month: 2026 * 12, release_at: earned_at, points: 15 }]);
 }
 
 #[test]

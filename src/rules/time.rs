@@ -18,6 +18,10 @@ pub struct Local {
     /// Local calendar month, as `year * 12 + (month - 1)`.
     pub month: i32,
     pub year: i32,
+    /// 1..=12
+    pub month_of_year: u8,
+    /// 1..=31
+    pub day_of_month: u8,
 }
 
 impl Local {
@@ -32,8 +36,18 @@ impl Local {
             day: date.num_days_from_ce() - 719_163,
             month: local.year() * 12 + local.month0() as i32,
             year: local.year(),
+            month_of_year: local.month() as u8,
+            day_of_month: local.day() as u8,
         }
     }
+}
+
+/// Days since 1970-01-01 of a date; 29 February in a year without one is
+/// read as 28 February.
+pub fn day_number(year: i32, month: u8, day: u8) -> Option<i32> {
+    let date = chrono::NaiveDate::from_ymd_opt(year, u32::from(month), u32::from(day))
+        .or_else(|| (month == 2 && day == 29).then(|| chrono::NaiveDate::from_ymd_opt(year, 2, 28)).flatten())?;
+    Some(date.num_days_from_ce() - 719_163)
 }
 
 #[cfg(test)]
@@ -61,6 +75,14 @@ mod tests {
         // 29 March 2026: clocks go from 02:00 CET to 03:00 CEST.
         assert_eq!(Local::of(at("2026-03-29T00:59:00Z"), tz).minute_of_day, 119);
         assert_eq!(Local::of(at("2026-03-29T01:00:00Z"), tz).minute_of_day, 180);
+    }
+
+    #[test]
+    fn leap_days_fall_back_to_28_february() {
+        assert_eq!(day_number(2026, 2, 29), day_number(2026, 2, 28));
+        assert_eq!(day_number(2028, 2, 29).map(|d| d - 1), day_number(2028, 2, 28));
+        assert_eq!(day_number(1970, 1, 1), Some(0));
+        assert_eq!(day_number(2026, 4, 31), None);
     }
 
     #[test]

@@ -3,10 +3,11 @@
 //!
 //! The engine mutates a [`MemberState`] in place; a store only loads and saves
 //! whole states, so the embedded store ([`memory`]) and a remote one see the
-//! same data. Invariants the engine keeps: `lots` are ordered by `earned_at`
-//! (ties in insertion order), every lot holds a positive number of points, and
-//! `debt > 0` only when no available lot is left to pay it from.
+//! same data. Invariants the engine keeps: `lots` and `pending` are ordered
+//! by `earned_at` (ties in insertion order), every lot holds a positive number
+//! of points, and `debt > 0` only when no available lot is left to pay it from.
 
+mod lots;
 pub mod memory;
 
 use hashbrown::HashMap;
@@ -19,6 +20,11 @@ use crate::event::Micros;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lot {
     pub earned_at: Micros,
+    /// Local month the lot was earned in (`year * 12 + month0`), for
+    /// end-of-period expiry.
+    pub month: i32,
+    /// When a pending lot becomes available (`earned_at` for the others).
+    pub release_at: Micros,
     pub points: i64,
 }
 
@@ -54,8 +60,19 @@ pub struct MemberState {
     pub lifetime_spend: Decimal,
     /// Qualifying spend by local month (`year * 12 + month0`), ascending.
     pub monthly_spend: Vec<(i32, Decimal)>,
+    /// Available points.
     pub lots: Vec<Lot>,
+    /// Points earned by purchases that wait for the return window to close.
+    pub pending: Vec<Lot>,
     pub debt: i64,
+    /// Latest `occurred_at` of a scored purchase or accepted redemption.
+    pub last_activity: Option<Micros>,
+    /// Since when a lower computed tier has been held off by the grace period.
+    pub grace_since: Option<Micros>,
+    /// Month and day of the member's birthday.
+    pub birthday: Option<(u8, u8)>,
+    /// Birthday years already rewarded, by birthday rule id.
+    pub birthdays_used: Vec<(String, i32)>,
     /// Points earned by purchases, after caps; never reduced.
     pub lifetime_earned: i64,
     pub purchases: u64,
@@ -65,13 +82,6 @@ pub struct MemberState {
     pub stamps: Vec<(String, u32)>,
     /// Outcomes by `event_id`, within the retention window.
     pub events: HashMap<Box<str>, EventRecord>,
-}
-
-impl MemberState {
-    /// Available points minus the debt.
-    pub fn balance(&self) -> i64 {
-        self.lots.iter().map(|l| l.points).sum::<i64>() - self.debt
-    }
 }
 
 /// Promotion budgets: one counter per budgeted rule, shared by all members.
