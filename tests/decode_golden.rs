@@ -46,3 +46,10 @@ fn basic() {
 fn coalition() {
     check("coalition", "citypoints", "PLN");
 }
+
+/// Profiles and adjustments (`scoring-v2.md` section 1). Only the program's
+/// id and currency matter to the decoder, so its rules file is not loaded.
+#[test]
+fn lifecycle() {
+    check("lifecycle", "style", "EUR");
+}

@@ -27,7 +27,8 @@
 //! `event_id`, `kind`, `member_id`, `program`, `merchant_id`, `store_id`,
 //! `channel`, `occurred_at`, `currency`, `total`, `items` (element by element:
 //! `items` for a non-object, then `items.sku`, `items.category`,
-//! `items.quantity`, `items.amount`), `original_event_id`, `points`.
+//! `items.quantity`, `items.amount`), `original_event_id`, `points`,
+//! `birth_date`, `reason`.
 //!
 //! - `invalid_json` is a property of the document, decided before `kind` is
 //!   read: a top-level value that is not an object, a key repeated in the
@@ -35,10 +36,10 @@
 //!   (whatever the kind; keys inside unknown fields are not checked), and
 //!   nesting deeper than [`MAX_DEPTH`] levels. The event object is level 1,
 //!   so `{"x":[[...]]}` with 127 arrays is accepted and with 128 rejected.
-//! - `unknown_kind`: the detail is the string, or for a non-string the JSON
-//!   text re-serialized from the parsed value (`true`, `5`, `1.5`, `1e300`;
-//!   equal to the written text for integers and shortest-form floats), or
-//!   `object` / `array`.
+//! - `unknown_kind` (none of the five kinds below): the detail is the
+//!   string, or for a non-string the JSON text re-serialized from the parsed
+//!   value (`true`, `5`, `1.5`, `1e300`; equal to the written text for
+//!   integers and shortest-form floats), or `object` / `array`.
 //! - Fields a kind does not use are ignored, as are unknown fields.
 //! - A `program` of the wrong type is `invalid_field` `program`; the currency
 //!   is then not compared (there is no program to compare with).
@@ -47,6 +48,41 @@
 //!   `-1e300`, which keeps their verdict as written: `invalid_amount` in an
 //!   amount, `invalid_field` in `quantity` or `points`, ignored elsewhere.
 //!   As a `kind`, such a number is reported as `1e300`.
+//!
+//! # Kinds
+//!
+//! `kind` is `purchase` (the default), `refund`, `redeem`, `profile` or
+//! `adjust`. Each kind reads its own fields and ignores the others (see
+//! `scoring.md` section 1 and `scoring-v2.md` section 1):
+//!
+//! | kind | required | optional, kind-specific |
+//! |---|---|---|
+//! | `purchase` | `event_id`, `occurred_at`, `currency`, `total` | `items` |
+//! | `refund` | `event_id`, `occurred_at`, `currency`, `total`, `original_event_id` | |
+//! | `redeem` | `event_id`, `occurred_at`, `points` (1..=10^9) | |
+//! | `profile` | `event_id`, `member_id`, `occurred_at` | `birth_date` |
+//! | `adjust` | `event_id`, `member_id`, `occurred_at`, `points` (non-zero, -10^9..=10^9) | `reason` |
+//!
+//! Every kind also reads `program`, `member_id` and the three optional
+//! strings `merchant_id`, `store_id` and `channel` (type-checked: a
+//! non-string is `invalid_field`), so the reward event can echo
+//! `merchant_id` whatever the kind. `member_id` absent or `null` means an
+//! anonymous event for `purchase`, `refund` and `redeem`, and is
+//! `missing_field` `member_id` for `profile` and `adjust`, which only make
+//! sense for a member. `currency_mismatch` cannot arise for the kinds that
+//! have no currency (`redeem`, `profile`, `adjust`).
+//!
+//! - `birth_date` is a string written exactly `YYYY-MM-DD` that is a real
+//!   calendar date of the years 0001..=9999 (29 February only in leap
+//!   years); anything else, including a timestamp or a number, is
+//!   `invalid_field` `birth_date`. It is not compared with `occurred_at`: a
+//!   birth date after the event is accepted, since the CRM owns the value
+//!   and the decoder judges its form, not its plausibility.
+//! - `reason` is a string of at most 64 bytes (after JSON unescaping, like
+//!   every length here; the empty string is accepted); anything else is
+//!   `invalid_field` `reason`.
+//! - An adjust's `points` is a JSON integer: `0`, a float (`5.0`), a number
+//!   outside -10^9..=10^9 or a non-number is `invalid_field` `points`.
 
 mod number;
 mod timestamp;
@@ -58,7 +94,7 @@ use simd_json::{Buffers, INPUT_PADDING, Node, StaticNode, Tape, fill_tape_padded
 use crate::event::{Event, Item, Kind};
 use crate::rules::ProgramSet;
 
-pub use timestamp::parse_timestamp;
+pub use timestamp::{parse_date, parse_timestamp};
 
 /// The contract's reasons for invalid input, in the order they are checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -216,6 +252,8 @@ const TOTAL: usize = 9;
 const ITEMS: usize = 10;
 const ORIGINAL_EVENT_ID: usize = 11;
 const POINTS: usize = 12;
+const BIRTH_DATE: usize = 13;
+const REASON: usize = 14;
 
 #[inline(always)]
 fn event_key(key: &str) -> Option<usize> {
@@ -233,6 +271,8 @@ fn event_key(key: &str) -> Option<usize> {
         "items" => ITEMS,
         "original_event_id" => ORIGINAL_EVENT_ID,
         "points" => POINTS,
+        "birth_date" => BIRTH_DATE,
+        "reason" => REASON,
         _ => return None,
     })
 }
@@ -301,7 +341,7 @@ impl<'a> Walk<'_, 'a, '_> {
         let Some(Node::Object { .. }) = self.tape.first() else {
             return Err(invalid_json());
         };
-        let slots: Slots<13> = self.slots(0, event_key)?;
+        let slots: Slots<15> = self.slots(0, event_key)?;
         if let Some(at) = slots[ITEMS] {
             self.check_item_keys(at)?;
         }
@@ -313,6 +353,8 @@ impl<'a> Walk<'_, 'a, '_> {
             Some(Node::String("purchase")) => Kind::Purchase,
             Some(Node::String("refund")) => Kind::Refund,
             Some(Node::String("redeem")) => Kind::Redeem,
+            Some(Node::String("profile")) => Kind::Profile,
+            Some(Node::String("adjust")) => Kind::Adjust,
             Some(other) => {
                 return Err(DecodeError { reason: Reason::UnknownKind, detail: json_text(other) });
             }
@@ -321,7 +363,12 @@ impl<'a> Walk<'_, 'a, '_> {
         let mut v = Verdict::default();
         let event_id = id(&mut v, node(EVENT_ID), "event_id", 128);
         let member_id = match node(MEMBER_ID) {
-            None => None,
+            None => {
+                if matches!(kind, Kind::Profile | Kind::Adjust) {
+                    v.field(Reason::MissingField, "member_id");
+                }
+                None
+            }
             Some(Node::String(s)) if (1..=64).contains(&s.len()) => Some(s),
             Some(_) => {
                 v.field(Reason::InvalidField, "member_id");
@@ -364,7 +411,7 @@ impl<'a> Walk<'_, 'a, '_> {
         };
 
         let mut total = Some(Decimal::ZERO);
-        if kind != Kind::Redeem {
+        if matches!(kind, Kind::Purchase | Kind::Refund) {
             match node(CURRENCY) {
                 None => v.field(Reason::MissingField, "currency"),
                 Some(Node::String(s)) => {
@@ -395,21 +442,35 @@ impl<'a> Walk<'_, 'a, '_> {
             original_event_id = id(&mut v, node(ORIGINAL_EVENT_ID), "original_event_id", 128);
         }
 
-        let mut points = Some(0);
-        if kind == Kind::Redeem {
-            points = match node(POINTS) {
-                None => {
-                    v.field(Reason::MissingField, "points");
-                    None
-                }
-                Some(n) => {
-                    let p = integer(n).filter(|p| (1..=1_000_000_000).contains(p));
-                    if p.is_none() {
-                        v.field(Reason::InvalidField, "points");
+        let points = match kind {
+            Kind::Redeem => required_points(&mut v, node(POINTS), |p| (1..=MAX_POINTS).contains(&p)),
+            Kind::Adjust => {
+                required_points(&mut v, node(POINTS), |p| p != 0 && (-MAX_POINTS..=MAX_POINTS).contains(&p))
+            }
+            _ => Some(0),
+        };
+
+        let mut birth_date = None;
+        if kind == Kind::Profile {
+            match node(BIRTH_DATE) {
+                None => {}
+                Some(Node::String(s)) => {
+                    birth_date = parse_date(s);
+                    if birth_date.is_none() {
+                        v.field(Reason::InvalidField, "birth_date");
                     }
-                    p
                 }
-            };
+                Some(_) => v.field(Reason::InvalidField, "birth_date"),
+            }
+        }
+
+        let mut reason = None;
+        if kind == Kind::Adjust {
+            match node(REASON) {
+                None => {}
+                Some(Node::String(s)) if s.len() <= MAX_REASON_BYTES => reason = Some(s),
+                Some(_) => v.field(Reason::InvalidField, "reason"),
+            }
         }
 
         if let Some(error) = v.into_error() {
@@ -437,8 +498,8 @@ impl<'a> Walk<'_, 'a, '_> {
             items: basket,
             original_event_id,
             points,
-            birth_date: None,
-            reason: None,
+            birth_date,
+            reason,
         })
     }
 
@@ -597,6 +658,25 @@ fn amount<'a>(v: &mut Verdict<'a>, n: Option<Node<'a>>, field: &'static str) -> 
         v.field(Reason::InvalidAmount, field);
     }
     parsed
+}
+
+/// The largest number of points a redeem or an adjustment may carry (either sign).
+const MAX_POINTS: i64 = 1_000_000_000;
+
+/// The longest `reason` of an adjustment, in bytes.
+const MAX_REASON_BYTES: usize = 64;
+
+/// A required `points`: a JSON integer for which `valid` holds.
+fn required_points(v: &mut Verdict<'_>, n: Option<Node<'_>>, valid: impl Fn(i64) -> bool) -> Option<i64> {
+    let Some(n) = n else {
+        v.field(Reason::MissingField, "points");
+        return None;
+    };
+    let p = integer(n).filter(|&p| valid(p));
+    if p.is_none() {
+        v.field(Reason::InvalidField, "points");
+    }
+    p
 }
 
 /// A JSON integer (a float such as `5.0` is not one).

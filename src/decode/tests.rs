@@ -6,7 +6,7 @@ use std::sync::Arc;
 use rust_decimal::Decimal;
 
 use super::*;
-use crate::event::Micros;
+use crate::event::{Date, Micros};
 use crate::rules::load::load_str;
 use crate::rules::model::Program;
 
@@ -482,4 +482,255 @@ fn timestamps_in_events() {
     let json = purchase("").replace("08:15:00Z", "08:15:00.9999999-01:30");
     let e = d.decode(json.as_bytes(), &programs()).unwrap();
     assert_eq!(e.occurred_at, Micros(parse_timestamp("2026-11-02T09:45:00Z").unwrap().0 + 999_999));
+}
+
+const OCCURRED: &str = r#""occurred_at":"2026-11-02T08:15:00Z""#;
+
+/// A valid profile of member M1 with `extra` fields appended.
+fn profile(extra: &str) -> String {
+    let sep = if extra.is_empty() { "" } else { "," };
+    format!(r#"{{"event_id":"F1","kind":"profile","member_id":"M1",{OCCURRED}{sep}{extra}}}"#)
+}
+
+/// A valid adjustment of member M1 by `points`, with `extra` fields appended.
+fn adjust(points: &str, extra: &str) -> String {
+    let sep = if extra.is_empty() { "" } else { "," };
+    format!(r#"{{"event_id":"A1","kind":"adjust","member_id":"M1",{OCCURRED},"points":{points}{sep}{extra}}}"#)
+}
+
+#[test]
+fn decodes_a_profile_without_birth_date() {
+    let mut d = Decoder::default();
+    let ps = programs();
+    let e = d.decode(profile("").as_bytes(), &ps).unwrap();
+    assert_eq!(e.event_id, "F1");
+    assert_eq!(e.kind, Kind::Profile);
+    assert_eq!(e.member_id, Some("M1"));
+    assert_eq!(e.program, 0);
+    assert_eq!(e.occurred_at, parse_timestamp("2026-11-02T08:15:00Z").unwrap());
+    assert_eq!(e.birth_date, None);
+    assert_eq!(e.reason, None);
+    assert_eq!(e.points, 0);
+    assert_eq!(e.total, Decimal::ZERO);
+    assert!(e.items.is_empty());
+    // null is the same as absent.
+    let e = d.decode(profile(r#""birth_date":null"#).as_bytes(), &ps).unwrap();
+    assert_eq!(e.birth_date, None);
+}
+
+#[test]
+fn decodes_a_profile_with_birth_date() {
+    let mut d = Decoder::default();
+    let ps = programs();
+    let json =
+        profile(r#""birth_date":"1990-02-10","program":"city","merchant_id":"grocer","store_id":"S","channel":"app""#);
+    let e = d.decode(json.as_bytes(), &ps).unwrap();
+    assert_eq!(e.kind, Kind::Profile);
+    assert_eq!(e.birth_date, Some(Date { year: 1990, month: 2, day: 10 }));
+    assert_eq!(e.program, 1);
+    assert_eq!(e.merchant_id, Some("grocer"));
+    assert_eq!(e.store_id, Some("S"));
+    assert_eq!(e.channel, Some("app"));
+    // Unescaped before parsing.
+    let e = d.decode(profile(r#""birth_date":"1990\u002d02-10""#).as_bytes(), &ps).unwrap();
+    assert_eq!(e.birth_date, Some(Date { year: 1990, month: 2, day: 10 }));
+}
+
+#[test]
+fn birth_dates() {
+    let birth = |b: &str| verdict(&profile(&format!(r#""birth_date":{b}"#)));
+    let bad = err("invalid_field", "birth_date");
+    // 29 February only in leap years.
+    for b in ["2000-02-29", "2024-02-29", "1996-02-29", "0001-01-01", "9999-12-31", "1990-12-31", "1990-04-30"] {
+        assert_eq!(birth(&format!("\"{b}\"")), OK, "{b}");
+    }
+    for b in ["2023-02-29", "1900-02-29", "2100-02-29", "1990-02-30", "1990-04-31", "1990-13-01", "1990-00-10"] {
+        assert_eq!(birth(&format!("\"{b}\"")), bad, "{b}");
+    }
+    // Bad formats and types.
+    for b in [
+        r#""1990-2-10""#,
+        r#""1990-02-1""#,
+        r#""1990-02-10T00:00:00Z""#,
+        r#""1990-02-10 ""#,
+        r#""10.02.1990""#,
+        r#""1990/02/10""#,
+        r#""19900210""#,
+        r#""0000-01-01""#,
+        r#""""#,
+        "19900210",
+        "1990",
+        "-1",
+        "1.5",
+        "1e400",
+        "true",
+        "[1990,2,10]",
+        r#"{"year":1990}"#,
+    ] {
+        assert_eq!(birth(b), bad, "{b}");
+    }
+}
+
+#[test]
+fn birth_date_after_the_event_is_accepted() {
+    // The CRM owns the birth date: only its form is judged.
+    let mut d = Decoder::default();
+    let e = d.decode(profile(r#""birth_date":"2030-06-01""#).as_bytes(), &programs()).unwrap();
+    assert_eq!(e.birth_date, Some(Date { year: 2030, month: 6, day: 1 }));
+}
+
+#[test]
+fn decodes_adjustments() {
+    let mut d = Decoder::default();
+    let ps = programs();
+    for (p, want) in [
+        ("-650", -650),
+        ("25", 25),
+        ("1", 1),
+        ("-1", -1),
+        ("1000000000", 1_000_000_000),
+        ("-1000000000", -1_000_000_000),
+    ] {
+        let e = d.decode(adjust(p, "").as_bytes(), &ps).unwrap();
+        assert_eq!(e.kind, Kind::Adjust);
+        assert_eq!(e.member_id, Some("M1"));
+        assert_eq!(e.points, want, "{p}");
+        assert_eq!(e.reason, None);
+        assert_eq!(e.birth_date, None);
+        assert_eq!(e.total, Decimal::ZERO);
+    }
+    let e = d.decode(adjust("-5", r#""reason":"correction \"ticket\" 7","merchant_id":"m""#).as_bytes(), &ps).unwrap();
+    assert_eq!(e.reason, Some("correction \"ticket\" 7"));
+    assert_eq!(e.merchant_id, Some("m"));
+    let e = d.decode(adjust("5", r#""reason":null"#).as_bytes(), &ps).unwrap();
+    assert_eq!(e.reason, None);
+    let e = d.decode(adjust("5", r#""reason":"""#).as_bytes(), &ps).unwrap();
+    assert_eq!(e.reason, Some(""));
+}
+
+#[test]
+fn adjustment_points() {
+    let bad = err("invalid_field", "points");
+    for p in [
+        "0",
+        "-0",
+        "1000000001",
+        "-1000000001",
+        "9223372036854775807",
+        "-9223372036854775808",
+        "18446744073709551615",
+        "100000000000000000000",
+        "-100000000000000000000",
+        "1e400",
+        "-1e400",
+        "5.0",
+        "-5.5",
+        "1e3",
+        "\"5\"",
+        "true",
+        "[5]",
+        "{}",
+    ] {
+        assert_eq!(verdict(&adjust(p, "")), bad, "{p}");
+    }
+    assert_eq!(
+        verdict(&format!(r#"{{"event_id":"A1","kind":"adjust","member_id":"M1",{OCCURRED}}}"#)),
+        err("missing_field", "points")
+    );
+    assert_eq!(verdict(&adjust("null", "")), err("missing_field", "points"));
+}
+
+#[test]
+fn adjustment_reasons() {
+    let reason = |r: &str| verdict(&adjust("10", &format!(r#""reason":{r}"#)));
+    let bad = err("invalid_field", "reason");
+    assert_eq!(reason(&format!("\"{}\"", "r".repeat(64))), OK);
+    assert_eq!(reason(&format!("\"{}\"", "r".repeat(65))), bad);
+    // Bytes, not characters: 32 two-byte characters fit, 33 do not.
+    assert_eq!(reason(&format!("\"{}\"", "é".repeat(32))), OK);
+    assert_eq!(reason(&format!("\"{}\"", "é".repeat(33))), bad);
+    // Counted after unescaping: 64 escapes of one byte each fit.
+    assert_eq!(reason(&format!("\"{}\"", r"\n".repeat(64))), OK);
+    assert_eq!(reason(&format!("\"{}\"", r"\n".repeat(65))), bad);
+    for r in ["5", "true", "[\"x\"]", "{}", "1e400"] {
+        assert_eq!(reason(r), bad, "{r}");
+    }
+}
+
+#[test]
+fn profile_and_adjust_need_a_member() {
+    let missing = err("missing_field", "member_id");
+    assert_eq!(verdict(&profile("").replace(r#""member_id":"M1","#, "")), missing);
+    assert_eq!(verdict(&profile("").replace(r#""M1""#, "null")), missing);
+    assert_eq!(verdict(&adjust("5", "").replace(r#""member_id":"M1","#, "")), missing);
+    assert_eq!(verdict(&adjust("5", "").replace(r#""M1""#, "null")), missing);
+    // A present but bad member_id is invalid, as for every kind.
+    assert_eq!(verdict(&profile("").replace(r#""M1""#, "5")), err("invalid_field", "member_id"));
+    assert_eq!(verdict(&adjust("5", "").replace(r#""M1""#, r#""""#)), err("invalid_field", "member_id"));
+    // Whereas a redeem (or purchase, refund) without one is anonymous.
+    let mut d = Decoder::default();
+    let ps = programs();
+    let redeem = format!(r#"{{"event_id":"D1","kind":"redeem",{OCCURRED},"points":5}}"#);
+    let e = d.decode(redeem.as_bytes(), &ps).unwrap();
+    assert_eq!((e.kind, e.member_id), (Kind::Redeem, None));
+    let e = d.decode(redeem.replace(r#""points""#, r#""member_id":null,"points""#).as_bytes(), &ps).unwrap();
+    assert_eq!((e.kind, e.member_id), (Kind::Redeem, None));
+}
+
+#[test]
+fn profile_and_adjust_missing_fields_in_order() {
+    assert_eq!(verdict(r#"{"kind":"profile"}"#), err("missing_field", "event_id"));
+    assert_eq!(verdict(r#"{"kind":"profile","event_id":"E"}"#), err("missing_field", "member_id"));
+    assert_eq!(verdict(r#"{"kind":"profile","event_id":"E","member_id":"M"}"#), err("missing_field", "occurred_at"));
+    assert_eq!(verdict(r#"{"kind":"adjust","event_id":"E","points":0}"#), err("missing_field", "member_id"));
+    assert_eq!(verdict(r#"{"kind":"adjust","event_id":"E","member_id":"M"}"#), err("missing_field", "occurred_at"));
+    // A missing member beats every later reason.
+    assert_eq!(
+        verdict(&format!(r#"{{"kind":"profile","event_id":"E",{OCCURRED},"program":"nope","birth_date":"x"}}"#)),
+        err("missing_field", "member_id")
+    );
+    assert_eq!(
+        verdict(r#"{"kind":"adjust","event_id":"","occurred_at":"x","points":0,"reason":5}"#),
+        err("missing_field", "member_id")
+    );
+}
+
+#[test]
+fn profile_and_adjust_reasons_in_order() {
+    // unknown_program before invalid fields.
+    assert_eq!(verdict(&profile(r#""program":"nope","birth_date":"x""#)), err("unknown_program", "nope"));
+    assert_eq!(verdict(&adjust("0", r#""program":"nope""#)), err("unknown_program", "nope"));
+    assert_eq!(verdict(&adjust("5", r#""program":5"#)), err("invalid_field", "program"));
+    // The fixed detail order: ... occurred_at, ..., points, birth_date, reason.
+    assert_eq!(
+        verdict(r#"{"kind":"profile","event_id":"E","member_id":"M","occurred_at":"x","birth_date":"x"}"#),
+        err("invalid_field", "occurred_at")
+    );
+    assert_eq!(verdict(&profile(r#""channel":1,"birth_date":"x""#)), err("invalid_field", "channel"));
+    assert_eq!(verdict(&adjust("0", r#""reason":5"#)), err("invalid_field", "points"));
+    assert_eq!(verdict(&adjust("5", r#""store_id":5,"reason":5"#)), err("invalid_field", "store_id"));
+    // No currency: a foreign one is ignored.
+    assert_eq!(verdict(&adjust("5", r#""currency":"USD","total":"-1""#)), OK);
+}
+
+#[test]
+fn profile_and_adjust_ignore_fields_they_do_not_use() {
+    let unused = r#""currency":"USD","total":-1,"items":"x","original_event_id":"","x":1e400"#;
+    assert_eq!(verdict(&profile(&format!(r#"{unused},"points":0,"reason":5"#))), OK);
+    assert_eq!(verdict(&adjust("5", &format!(r#"{unused},"birth_date":"x""#))), OK);
+    // And the older kinds ignore the new fields.
+    assert_eq!(verdict(&purchase(r#""birth_date":"x","reason":5"#)), OK);
+    assert_eq!(
+        verdict(&format!(r#"{{"event_id":"D1","kind":"redeem",{OCCURRED},"points":5,"birth_date":1,"reason":[]}}"#)),
+        OK
+    );
+    // Repeated new keys are still invalid JSON.
+    assert_eq!(verdict(&profile(r#""birth_date":"1990-01-01","birth_date":null"#)), err("invalid_json", ""));
+    assert_eq!(verdict(&adjust("5", r#""reason":"a","reason":"a""#)), err("invalid_json", ""));
+}
+
+#[test]
+fn new_kinds_are_known() {
+    assert_eq!(verdict(r#"{"kind":"Profile"}"#), err("unknown_kind", "Profile"));
+    assert_eq!(verdict(r#"{"kind":"adjustment"}"#), err("unknown_kind", "adjustment"));
 }

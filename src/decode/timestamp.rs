@@ -1,4 +1,5 @@
-//! RFC 3339 timestamps, as the contract restricts them, to UTC microseconds.
+//! RFC 3339 timestamps, as the contract restricts them, to UTC microseconds;
+//! and the plain calendar dates of `birth_date`.
 //!
 //! Owns the one timestamp grammar of the crate: the decoder uses it for
 //! `occurred_at` and the rules loader for `valid_from`/`valid_to`, so both
@@ -6,7 +7,7 @@
 //! time-zone database (offsets are numeric). Invariant: every `Some` is an
 //! instant in [1970-01-01T00:00:00Z, 3000-01-01T00:00:00Z).
 
-use crate::event::Micros;
+use crate::event::{Date, Micros};
 
 /// 3000-01-01T00:00:00Z in seconds since the epoch: the first instant out of range.
 const END_SECONDS: i64 = 32_503_680_000;
@@ -80,6 +81,24 @@ pub fn parse_timestamp(s: &str) -> Option<Micros> {
         return None;
     }
     Some(Micros(seconds * Micros::PER_SECOND + micros))
+}
+
+/// Parses a calendar date written exactly `YYYY-MM-DD` (10 bytes, ASCII
+/// digits, no sign, time or offset), years 0001..=9999 of the proleptic
+/// Gregorian calendar. A date that is not on the calendar (`1990-02-30`,
+/// 29 February of a common year) is `None`. Allocates nothing.
+pub fn parse_date(s: &str) -> Option<Date> {
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let year = digits(b, 0, 4)?;
+    let month = digits(b, 5, 2)?;
+    let day = digits(b, 8, 2)?;
+    if year < 1 || !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
+        return None;
+    }
+    Some(Date { year: i32::try_from(year).ok()?, month: u8::try_from(month).ok()?, day: u8::try_from(day).ok()? })
 }
 
 /// `n` ASCII digits at `at` as a number; `None` if any is not a digit.
@@ -195,6 +214,46 @@ mod tests {
         assert_eq!(ts("2999-12-31T23:30:00-01:00"), None);
         assert_eq!(ts("0000-01-01T00:00:00Z"), None);
         assert_eq!(ts("9999-12-31T23:59:59Z"), None);
+    }
+
+    fn date(s: &str) -> Option<(i32, u8, u8)> {
+        parse_date(s).map(|d| (d.year, d.month, d.day))
+    }
+
+    #[test]
+    fn calendar_dates() {
+        assert_eq!(date("1990-02-10"), Some((1990, 2, 10)));
+        assert_eq!(date("0001-01-01"), Some((1, 1, 1)));
+        assert_eq!(date("9999-12-31"), Some((9999, 12, 31)));
+        assert_eq!(date("2000-02-29"), Some((2000, 2, 29)));
+        assert_eq!(date("2024-02-29"), Some((2024, 2, 29)));
+        assert_eq!(date("2026-04-30"), Some((2026, 4, 30)));
+        for s in [
+            "2026-02-29",
+            "1900-02-29",
+            "1990-02-30",
+            "2026-04-31",
+            "2026-13-01",
+            "2026-00-10",
+            "2026-01-00",
+            "2026-01-32",
+            "0000-01-01",
+            "1990-2-10",
+            "1990-02-1",
+            "90-02-10",
+            "1990-02-10T00:00:00Z",
+            "1990-02-10 ",
+            " 1990-02-10",
+            "1990/02/10",
+            "1990-02-1a",
+            "+990-02-10",
+            "-990-02-10",
+            "19900-02-10",
+            "1990-0２-10",
+            "",
+        ] {
+            assert_eq!(date(s), None, "{s}");
+        }
     }
 
     #[test]
