@@ -486,3 +486,197 @@ fn hours_and_days_follow_daylight_saving_time() {
         assert_eq!(out.lines.contains(&(Line::Rule(1), 4)), thursday, "days at {time}");
     }
 }
+
+// ---- The member lifecycle (part 2 of the contract) ----
+
+fn profile(id: &'static str, time: &'static str, birth: Option<(i32, u8, u8)>) -> Event<'static> {
+    Event {
+        kind: Kind::Profile,
+        birth_date: birth.map(|(year, month, day)| crate::event::Date { year, month, day }),
+        ..purchase(id, time, "0", &[])
+    }
+}
+
+fn adjust(id: &'static str, time: &'static str, points: i64) -> Event<'static> {
+    Event { kind: Kind::Adjust, points, ..purchase(id, time, "0", &[]) }
+}
+
+fn pending_program(days: i64) -> Program {
+    let mut p = program();
+    p.tiers.truncate(1);
+    p.pending_days = Some(days);
+    p
+}
+
+#[test]
+fn a_refund_inside_the_pending_window_takes_its_own_pending_lot() {
+    let mut run = Run::new(pending_program(14));
+    run.score(adjust("a1", "2026-01-01T10:00:00Z", 50));
+    run.score(purchase("e1", "2026-01-02T10:00:00Z", "100", &[]));
+    run.score(purchase("e2", "2026-01-03T10:00:00Z", "40", &[]));
+    let out = run.score(refund("f1", "2026-01-05T10:00:00Z", "e1", "60"));
+    assert_eq!((out.points, out.balance, out.pending), (-60, 50, 80), "60 from e1's own pending lot");
+    // After the window: e1's lot is available, and a refund takes the oldest available points.
+    let out = run.score(refund("f2", "2026-01-20T10:00:00Z", "e1", "40"));
+    assert_eq!((out.points, out.balance, out.pending), (-40, 90, 0), "50 (a1) + 40 (e1) + 40 (e2) - 40 oldest");
+    assert_eq!(run.state.lots.iter().map(|l| l.points).collect::<Vec<_>>(), vec![10, 40, 40]);
+}
+
+#[test]
+fn a_redeem_waits_for_pending_points_to_be_released() {
+    let mut run = Run::new(pending_program(14));
+    run.score(purchase("e1", "2026-01-01T10:00:00Z", "100", &[]));
+    let early = run.score(redeem("r1", "2026-01-15T09:59:59Z", 50));
+    assert_eq!((early.status, early.balance, early.pending), (Status::Rejected, 0, 100));
+    let on_time = run.score(redeem("r2", "2026-01-15T10:00:00Z", 50));
+    assert_eq!((on_time.status, on_time.balance, on_time.pending), (Status::Scored, 50, 0));
+}
+
+#[test]
+fn balance_plus_pending_changes_by_points() {
+    let mut p = pending_program(7);
+    p.expiry.mode = ExpiryMode::Rolling { ttl_days: 30 };
+    let mut run = Run::new(p);
+    let mut total = 0;
+    for event in [
+        purchase("e1", "2026-01-01T10:00:00Z", "100", &[]),
+        adjust("a1", "2026-01-02T10:00:00Z", -130),
+        purchase("e2", "2026-01-03T10:00:00Z", "50", &[]),
+        refund("f1", "2026-01-04T10:00:00Z", "e2", "50"),
+        redeem("r1", "2026-01-20T10:00:00Z", 10),
+        purchase("e3", "2026-03-01T10:00:00Z", "5", &[]),
+    ] {
+        let out = run.score(event);
+        total += out.points;
+        assert_eq!(out.balance + out.pending, total, "{:?}", out.lines);
+    }
+}
+
+#[test]
+fn inactivity_expires_everything_earned_before_the_member_went_quiet() {
+    let mut p = program();
+    p.tiers.truncate(1);
+    p.expiry.inactivity_days = Some(30);
+    let mut run = Run::new(p);
+    run.score(purchase("e1", "2026-01-01T10:00:00Z", "100", &[]));
+    run.score(adjust("a1", "2026-01-20T10:00:00Z", 5)); // not activity
+    let at_boundary = run.score(profile("p1", "2026-01-31T10:00:00Z", None));
+    assert_eq!(at_boundary.lines, vec![], "exactly 30 x 24 h is not more than the limit");
+    let after = run.score(profile("p2", "2026-01-31T10:00:00.000001Z", None));
+    assert_eq!(after.lines, vec![(Line::Expired, -105)], "every lot earned up to the moment of inactivity");
+    assert_eq!(after.expired_inactive, 105);
+    let fresh = run.score(purchase("e2", "2026-02-02T10:00:00Z", "7", &[]));
+    assert_eq!((fresh.points, fresh.balance), (7, 7));
+}
+
+#[test]
+fn end_of_period_expiry_follows_local_calendar_periods() {
+    // Paris is UTC+1 in winter: local midnight of 1 January is 23:00 UTC.
+    let cases = [
+        (Period::Year, 1, "2026-06-01T10:00:00Z", "2027-12-31T22:59:59Z", false),
+        (Period::Year, 1, "2026-06-01T10:00:00Z", "2027-12-31T23:00:00Z", true),
+        // Earned at 2026-12-31T23:30 local (22:30 UTC): still 2026.
+        (Period::Year, 0, "2026-12-31T22:30:00Z", "2026-12-31T22:59:59Z", false),
+        (Period::Year, 0, "2026-12-31T22:30:00Z", "2026-12-31T23:00:00Z", true),
+        // Summer: local midnight of 1 October is 22:00 UTC (CEST).
+        (Period::Quarter, 0, "2026-07-01T10:00:00Z", "2026-09-30T21:59:59Z", false),
+        (Period::Quarter, 0, "2026-07-01T10:00:00Z", "2026-09-30T22:00:00Z", true),
+        (Period::Month, 2, "2026-01-15T10:00:00Z", "2026-03-31T21:59:59Z", false),
+        (Period::Month, 2, "2026-01-15T10:00:00Z", "2026-03-31T22:00:00Z", true),
+    ];
+    for (period, periods, earned, later, expires) in cases {
+        let mut p = program();
+        p.tiers.truncate(1);
+        p.timezone = chrono_tz::Europe::Paris;
+        p.expiry.mode = ExpiryMode::EndOfPeriod { period, periods };
+        let mut run = Run::new(p);
+        run.score(purchase("e1", earned, "10", &[]));
+        let out = run.score(profile("p1", later, None));
+        assert_eq!(out.lines.contains(&(Line::Expired, -10)), expires, "{period:?} {periods} {earned} -> {later}");
+    }
+}
+
+#[test]
+fn grace_keeps_the_tier_until_it_ends_or_spend_recovers() {
+    let mut p = program();
+    p.qualification = Qualification { basis: Basis::Rolling { window_months: 1 }, downgrade: Downgrade::Grace { grace_days: 30 } };
+    let mut run = Run::new(p.clone());
+    assert_eq!(run.score(purchase("e1", "2026-01-10T10:00:00Z", "100", &[])).tier_after, 1);
+    let fell = run.score(purchase("e2", "2026-02-01T10:00:00Z", "1", &[]));
+    assert_eq!(fell.tier_after, 1, "grace starts");
+    let inside = run.score(purchase("e3", "2026-03-03T09:59:59Z", "1", &[]));
+    assert_eq!(inside.tier_after, 1, "29 days 23:59:59 later");
+    let ended = run.score(purchase("e4", "2026-03-03T10:00:00Z", "1", &[]));
+    assert_eq!(ended.tier_after, 0, "30 days after the first event below");
+
+    let mut run = Run::new(p);
+    run.score(purchase("e1", "2026-01-10T10:00:00Z", "100", &[]));
+    run.score(purchase("e2", "2026-02-01T10:00:00Z", "1", &[]));
+    let recovered = run.score(purchase("e3", "2026-02-20T10:00:00Z", "120", &[]));
+    assert_eq!(recovered.tier_after, 1);
+    assert_eq!(run.state.grace_since, None, "a recovery ends the grace");
+    let fell_again = run.score(purchase("e4", "2026-03-25T10:00:00Z", "1", &[]));
+    assert_eq!(fell_again.tier_after, 1, "a new grace starts, counted from 25 March");
+    assert_eq!(run.state.grace_since, Some(at("2026-03-25T10:00:00Z")));
+}
+
+fn birthday_program(window_days: u32) -> Program {
+    let mut p = program();
+    p.tiers.truncate(1);
+    p.timezone = chrono_tz::Europe::Paris;
+    p.rules.push(rule("bday", RuleKind::Birthday { bonus_points: 100, window_days, gift: Some("cake".into()) }));
+    p
+}
+
+#[test]
+fn birthday_windows_cross_new_year_and_fire_once_per_year() {
+    let mut run = Run::new(birthday_program(7));
+    run.score(profile("p1", "2026-01-01T10:00:00Z", Some((1990, 12, 28))));
+    let before = run.score(purchase("e1", "2026-12-27T22:59:59Z", "1", &[])); // 23:59:59 local on the 27th
+    assert!(before.birthdays.is_empty());
+    let jan = run.score(purchase("e2", "2027-01-03T10:00:00Z", "1", &[])); // 28 Dec + 6 days
+    assert_eq!((jan.birthdays.clone(), jan.gifts.clone()), (vec![0], vec![0]), "last year's window runs into January");
+    let again = run.score(purchase("e3", "2027-01-03T11:00:00Z", "1", &[]));
+    assert!(again.birthdays.is_empty(), "once per birthday year");
+    let next = run.score(purchase("e4", "2027-12-28T10:00:00Z", "1", &[]));
+    assert_eq!(next.birthdays, vec![0], "the next birthday year");
+    let outside = Run::new(birthday_program(7)).score(purchase("e5", "2027-01-04T10:00:00Z", "1", &[]));
+    assert!(outside.birthdays.is_empty(), "no birthday known");
+}
+
+#[test]
+fn a_29_february_birthday_counts_as_28_february_in_other_years() {
+    let mut run = Run::new(birthday_program(1));
+    run.score(profile("p1", "2026-01-01T10:00:00Z", Some((2000, 2, 29))));
+    assert!(run.score(purchase("e1", "2026-02-27T12:00:00Z", "1", &[])).birthdays.is_empty());
+    assert_eq!(run.score(purchase("e2", "2026-02-28T12:00:00Z", "1", &[])).birthdays, vec![0]);
+    let mut run = Run::new(birthday_program(1));
+    run.score(profile("p1", "2028-01-01T10:00:00Z", Some((2000, 2, 29))));
+    assert!(run.score(purchase("e1", "2028-02-28T12:00:00Z", "1", &[])).birthdays.is_empty(), "2028 has a 29th");
+    assert_eq!(run.score(purchase("e2", "2028-02-29T12:00:00Z", "1", &[])).birthdays, vec![0]);
+}
+
+#[test]
+fn a_birthday_cut_by_caps_still_uses_the_year() {
+    let mut p = birthday_program(7);
+    p.caps.max_points_per_event = Some(5);
+    let mut run = Run::new(p);
+    run.score(profile("p1", "2026-01-01T10:00:00Z", Some((1990, 3, 1))));
+    let out = run.score(purchase("e1", "2026-03-01T10:00:00Z", "10", &[]));
+    assert_eq!((out.points, out.birthdays.clone(), out.gifts.clone()), (5, vec![0], vec![0]));
+    assert!(run.score(purchase("e2", "2026-03-02T10:00:00Z", "1", &[])).birthdays.is_empty());
+}
+
+#[test]
+fn a_negative_adjustment_makes_debt_that_the_next_purchase_pays_off() {
+    let mut p = program();
+    p.tiers.truncate(1);
+    let mut run = Run::new(p);
+    run.score(purchase("e1", "2026-01-01T10:00:00Z", "30", &[]));
+    let debit = run.score(adjust("a1", "2026-01-02T10:00:00Z", -50));
+    assert_eq!((debit.lines.clone(), debit.balance), (vec![(Line::Adjust, -50)], -20));
+    let pay = run.score(purchase("e2", "2026-01-03T10:00:00Z", "25", &[]));
+    assert_eq!((pay.points, pay.balance), (25, 5));
+    assert_eq!(run.state.lifetime_earned, 55, "adjustments are not earned");
+    assert_eq!(run.state.lifetime_spend, dec("55"), "nor spend");
+}
