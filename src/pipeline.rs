@@ -12,7 +12,7 @@
 use std::io::{self, BufRead};
 
 use crate::decode::{DecodeError, Decoder};
-use crate::event::{Event, Micros};
+use crate::event::Event;
 use crate::output;
 use crate::rules::engine::{self, Outcome, Settings};
 use crate::rules::{Program, ProgramSet};
@@ -52,8 +52,6 @@ pub struct Scorer<S> {
     outcome: Outcome,
     reward: Vec<u8>,
     store: S,
-    /// Latest `occurred_at` scored: the clock of record retention.
-    watermark: Micros,
     since_prune: u64,
     prune_every: u64,
 }
@@ -67,7 +65,6 @@ impl<S: StateStore> Scorer<S> {
             outcome: Outcome::default(),
             reward: Vec::with_capacity(1024),
             store,
-            watermark: Micros(0),
             since_prune: 0,
             prune_every: PRUNE_EVERY,
         }
@@ -112,11 +109,10 @@ impl<S: StateStore> Scorer<S> {
             event.event_id.into(),
             EventRecord { occurred_at: event.occurred_at, reward, purchase: self.outcome.purchase },
         );
-        self.watermark = self.watermark.max(event.occurred_at);
         self.since_prune += 1;
         if self.since_prune >= self.prune_every {
             self.since_prune = 0;
-            self.store.prune(self.watermark, self.settings.retention_days);
+            self.store.prune(self.settings.retention_days);
         }
         sink.accept(
             position,
@@ -209,6 +205,18 @@ mod tests {
             scorer.score(1, line.as_bytes(), &mut sink).unwrap();
         }
         assert_eq!(sink.0, ["scored", "scored", "scored", "scored", "scored", "repeat"]);
+    }
+
+    #[test]
+    fn one_members_far_future_event_does_not_sweep_anothers_history() {
+        let mut scorer = scorer(10).with_prune_interval(2);
+        let mut sink = Kinds::default();
+        let other =
+            r#"{"event_id":"Z","member_id":"N","occurred_at":"2999-01-01T00:00:00Z","currency":"EUR","total":"1"}"#;
+        for line in [purchase("A", "2026-01-01T00:00:00Z"), other.to_owned(), purchase("A", "2026-01-01T00:00:00Z")] {
+            scorer.score(1, line.as_bytes(), &mut sink).unwrap();
+        }
+        assert_eq!(sink.0, ["scored", "scored", "repeat"]);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::event::Kind;
 use crate::output::gift_name;
 use crate::pipeline::{Disposition, Sink};
 use crate::rules::engine::{Line, Status};
+use crate::rules::round::product;
 use crate::rules::{Program, ProgramSet};
 use crate::state::memory::MemoryStore;
 
@@ -124,9 +125,9 @@ impl Collector {
             section.members += 1;
             let balance = state.balance();
             if balance >= 0 {
-                section.points_outstanding += balance;
+                section.points_outstanding = section.points_outstanding.saturating_add(balance);
             } else {
-                section.points_owed -= balance;
+                section.points_owed = section.points_owed.saturating_sub(balance);
             }
             let tier = program.tiers.iter().find(|t| t.name == state.tier).unwrap_or(&program.tiers[0]);
             *section.tiers.entry(tier.name.clone()).or_default() += 1;
@@ -136,12 +137,12 @@ impl Collector {
             for tier in &program.tiers {
                 section.tiers.entry(tier.name.clone()).or_default();
             }
-            section.liability = Decimal::from(section.points_outstanding) * program.point_value;
+            section.liability = product(Decimal::from(section.points_outstanding), program.point_value);
             if !section.eligible_spend.is_zero() {
-                section.reward_rate_percent = (Decimal::from(section.points_issued) * program.point_value
-                    / section.eligible_spend
-                    * Decimal::ONE_HUNDRED)
-                    .round_dp(4);
+                let value = product(Decimal::from(section.points_issued), program.point_value);
+                section.reward_rate_percent =
+                    product(value.checked_div(section.eligible_spend).unwrap_or(Decimal::MAX), Decimal::ONE_HUNDRED)
+                        .round_dp(4);
             }
             for rule in &program.rules {
                 if let Some(budget) = rule.budget_points {
@@ -198,9 +199,11 @@ impl Sink for Collector {
                         Line::Adjust if points > 0 => s.points_adjusted_credit += points,
                         Line::Adjust => s.points_adjusted_debit -= points,
                         Line::Base | Line::Tier(_) | Line::Rule(_) => {
-                            s.points_issued += points;
-                            *s.points_by_rule.entry(line_name(program, line)).or_default() += points;
-                            *s.points_by_tier.entry(tier_name.clone()).or_default() += points;
+                            s.points_issued = s.points_issued.saturating_add(points);
+                            let by_rule = s.points_by_rule.entry(line_name(program, line)).or_default();
+                            *by_rule = by_rule.saturating_add(points);
+                            let by_tier = s.points_by_tier.entry(tier_name.clone()).or_default();
+                            *by_tier = by_tier.saturating_add(points);
                         }
                     }
                 }

@@ -13,9 +13,14 @@ use rust_decimal::Decimal;
 
 use crate::event::{Event, Kind, Micros};
 use crate::rules::model::{Basis, Downgrade, ExpiryMode, Filters, Period, Program, Rule, RuleKind, StampCount};
-use crate::rules::round::scaled;
+use crate::rules::round::{MAX_LINE_POINTS, product, scaled};
 use crate::rules::time::{Local, day_number};
 use crate::state::{Budgets, Lot, MemberState, PurchaseRecord};
+
+/// A reward event lists at most this many copies of one rule's gift (a
+/// stamp card of one stamp counting items can complete millions of times in
+/// one basket); `completed` and the points stay exact.
+pub const MAX_GIFTS_PER_RULE: usize = 1_000;
 
 /// Settings of the scorer that are not part of a program.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -263,13 +268,13 @@ fn purchase(
     // Earning lines are kept even at 0 until caps have cut, so the cut walks
     // the real evaluation order; zeros are dropped at the end.
     let first_earning = out.lines.len();
-    let base = rounding.points(eligible * rate);
+    let base = rounding.points(product(eligible, rate));
     out.lines.push((Line::Base, base));
     let tier = &program.tiers[out.tier_before];
     if tier.multiplier != Decimal::ONE {
         out.lines.push((
             Line::Tier(out.tier_before),
-            rounding.points(Decimal::from(base) * (tier.multiplier - Decimal::ONE)),
+            rounding.points(product(Decimal::from(base), tier.multiplier - Decimal::ONE)),
         ));
     }
 
@@ -279,7 +284,7 @@ fn purchase(
         {
             continue;
         }
-        let points = bonus(program, rule, index, state, event, local, rate, eligible, out);
+        let points = bonus(program, rule, index, state, event, local, rate, eligible, out).clamp(0, MAX_LINE_POINTS);
         let points = match rule.budget_points {
             Some(budget) => points.min((budget - budgets.spent(&program.id, &rule.id)).max(0)),
             None => points,
@@ -305,14 +310,14 @@ fn purchase(
     }
     out.lines.retain(|(_, p)| *p != 0);
 
-    add_daily(state, local.day, earned);
+    add_daily(state, settings, local.day, earned);
     let lifetime_before = state.lifetime_earned;
-    state.lifetime_earned += earned;
+    state.lifetime_earned = state.lifetime_earned.saturating_add(earned);
     for (index, rule) in program.rules.iter().enumerate() {
         if let RuleKind::Milestone { thresholds, gift } = &rule.kind {
             if gift.is_some() && filters_hold(&rule.filters, event, local, out.tier_before, program) {
                 let crossed = thresholds.iter().filter(|&&t| lifetime_before < t && t <= state.lifetime_earned).count();
-                out.gifts.extend(std::iter::repeat_n(index, crossed));
+                out.gifts.extend(std::iter::repeat_n(index, crossed.min(MAX_GIFTS_PER_RULE)));
             }
         }
     }
@@ -353,7 +358,7 @@ fn bonus(
     match &rule.kind {
         RuleKind::CategoryMultiplier { categories, multiplier } => {
             let amount: Decimal = counted().filter(|i| in_categories(categories, i.category)).map(|i| i.amount).sum();
-            program.rounding.points(amount * rate * (*multiplier - Decimal::ONE))
+            program.rounding.points(product(product(amount, rate), *multiplier - Decimal::ONE))
         }
         RuleKind::BasketThreshold { min_spend, bonus_points, gift } => {
             if eligible < *min_spend {
@@ -392,7 +397,7 @@ fn bonus(
             let completed = u32::try_from(completed).unwrap_or(u32::MAX);
             out.stamps.push(StampTouch { rule: index, stamps: left, completed });
             if gift.is_some() {
-                out.gifts.extend(std::iter::repeat_n(index, completed as usize));
+                out.gifts.extend(std::iter::repeat_n(index, (completed as usize).min(MAX_GIFTS_PER_RULE)));
             }
             bonus_points.saturating_mul(i64::from(completed))
         }
@@ -445,15 +450,16 @@ fn cut(lines: &mut [(Line, i64)], excess: i64) -> i64 {
     excess.max(0) - left
 }
 
-fn add_daily(state: &mut MemberState, day: i32, points: i64) {
+fn add_daily(state: &mut MemberState, settings: &Settings, day: i32, points: i64) {
     match state.daily_earned.iter_mut().find(|(d, _)| *d == day) {
-        Some((_, p)) => *p += points,
+        Some((_, p)) => *p = p.saturating_add(points),
         None => {
             state.daily_earned.push((day, points));
-            // Only recent days can still be capped; late events older than
-            // a month start a fresh count.
+            // Days within the retention window can still see late events;
+            // older counters are dropped.
             let newest = state.daily_earned.iter().map(|(d, _)| *d).max().unwrap_or(day);
-            state.daily_earned.retain(|(d, _)| *d > newest - 31);
+            let kept = i32::try_from(settings.retention_days).unwrap_or(i32::MAX);
+            state.daily_earned.retain(|(d, _)| *d >= newest.saturating_sub(kept));
         }
     }
 }
@@ -544,7 +550,7 @@ fn refund(
     let original = known.and_then(|r| r.purchase);
     let Some(mut record) = original else {
         out.original_unknown = true;
-        let points = program.rounding.points(event.total * program.points_per_unit);
+        let points = program.rounding.points(product(event.total, program.points_per_unit));
         state.debit(points, None);
         push_line(out, Line::Refund, -points);
         return;

@@ -599,7 +599,8 @@ fn end_of_period_expiry_follows_local_calendar_periods() {
 #[test]
 fn grace_keeps_the_tier_until_it_ends_or_spend_recovers() {
     let mut p = program();
-    p.qualification = Qualification { basis: Basis::Rolling { window_months: 1 }, downgrade: Downgrade::Grace { grace_days: 30 } };
+    p.qualification =
+        Qualification { basis: Basis::Rolling { window_months: 1 }, downgrade: Downgrade::Grace { grace_days: 30 } };
     let mut run = Run::new(p.clone());
     assert_eq!(run.score(purchase("e1", "2026-01-10T10:00:00Z", "100", &[])).tier_after, 1);
     let fell = run.score(purchase("e2", "2026-02-01T10:00:00Z", "1", &[]));
@@ -679,4 +680,37 @@ fn a_negative_adjustment_makes_debt_that_the_next_purchase_pays_off() {
     assert_eq!((pay.points, pay.balance), (25, 5));
     assert_eq!(run.state.lifetime_earned, 55, "adjustments are not earned");
     assert_eq!(run.state.lifetime_spend, dec("55"), "nor spend");
+}
+
+#[test]
+fn extreme_rates_and_multipliers_saturate_instead_of_overflowing() {
+    static ITEMS: [Item<'static>; 1] = [Item {
+        sku: None,
+        category: Some("c"),
+        quantity: 1_000_000,
+        amount: Decimal::from_parts(1_000_000_000, 1000, 0, false, 0), // > 10^12 is impossible in events; still safe
+    }];
+    let mut p = program();
+    p.points_per_unit = dec("1000000000000000000000000");
+    p.tiers = vec![tier("basic", "0", "100000000000000")];
+    p.rules.push(rule("x", RuleKind::CategoryMultiplier { categories: vec!["c".into()], multiplier: dec("5000") }));
+    p.rules.push(rule(
+        "card",
+        RuleKind::StampCard {
+            categories: None,
+            count: StampCount::Items,
+            stamps_required: 1,
+            bonus_points: 1_000_000_000_000_000,
+            gift: Some("g".into()),
+        },
+    ));
+    let mut run = Run::new(p);
+    for n in 0..20 {
+        let id: &'static str = Box::leak(format!("e{n}").into_boxed_str());
+        let out = run.score(purchase(id, "2026-01-01T10:00:00Z", "1000000000000", &ITEMS));
+        assert!(out.points > 0 && out.balance > 0, "{:?}", (out.points, out.balance));
+        assert!(out.lines.iter().all(|(_, p)| *p <= crate::rules::round::MAX_LINE_POINTS));
+        assert_eq!(out.gifts.len(), MAX_GIFTS_PER_RULE);
+        assert_eq!(out.stamps[0].completed, 1_000_000);
+    }
 }

@@ -6,16 +6,30 @@ use rust_decimal::prelude::ToPrimitive;
 
 use crate::rules::model::Rounding;
 
+/// The most points one breakdown line can hold. Rules files cap fixed
+/// bonuses at this; computed lines (rates x multipliers x 10^12 of spend) are
+/// clamped to it, so that sums of lines and balances stay far from `i64`
+/// overflow whatever a valid rules file and event hold.
+pub const MAX_LINE_POINTS: i64 = 1_000_000_000_000_000;
+
+/// `a x b`, saturating at the largest decimal instead of panicking.
+pub fn product(a: Decimal, b: Decimal) -> Decimal {
+    a.checked_mul(b).unwrap_or(Decimal::MAX)
+}
+
 impl Rounding {
-    /// Rounds a non-negative amount of points to an integer, saturating at
-    /// `i64::MAX` (only absurd rules files get there).
+    /// Rounds a non-negative amount of points to an integer, clamped to
+    /// 0..=[`MAX_LINE_POINTS`].
     pub fn points(self, value: Decimal) -> i64 {
         let rounded = match self {
             Rounding::Floor => value.floor(),
             Rounding::HalfUp => value.round_dp_with_strategy(0, rust_decimal::RoundingStrategy::MidpointAwayFromZero),
             Rounding::HalfEven => value.round_dp_with_strategy(0, rust_decimal::RoundingStrategy::MidpointNearestEven),
         };
-        rounded.to_i64().unwrap_or(if rounded.is_sign_negative() { i64::MIN } else { i64::MAX })
+        rounded
+            .to_i64()
+            .unwrap_or(if rounded.is_sign_negative() { 0 } else { MAX_LINE_POINTS })
+            .clamp(0, MAX_LINE_POINTS)
     }
 
     /// Rounds `numerator / denominator` (both >= 0, denominator > 0) exactly,
@@ -74,6 +88,13 @@ mod tests {
             assert_eq!(Rounding::HalfUp.points(dec(v)), up, "half_up {v}");
             assert_eq!(Rounding::HalfEven.points(dec(v)), even, "half_even {v}");
         }
+    }
+
+    #[test]
+    fn points_are_clamped_to_a_line_maximum() {
+        assert_eq!(Rounding::Floor.points(Decimal::MAX), MAX_LINE_POINTS);
+        assert_eq!(Rounding::Floor.points(product(Decimal::MAX, dec("2"))), MAX_LINE_POINTS);
+        assert_eq!(Rounding::HalfUp.points(dec("-3")), 0);
     }
 
     #[test]

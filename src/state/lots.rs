@@ -23,12 +23,12 @@ fn take(lot: &mut Lot, wanted: i64) -> i64 {
 impl MemberState {
     /// Available points minus the debt.
     pub fn balance(&self) -> i64 {
-        self.lots.iter().map(|l| l.points).sum::<i64>() - self.debt
+        self.lots.iter().fold(0i64, |sum, l| sum.saturating_add(l.points)).saturating_sub(self.debt)
     }
 
     /// Points waiting for their release.
     pub fn pending_points(&self) -> i64 {
-        self.pending.iter().map(|l| l.points).sum()
+        self.pending.iter().fold(0i64, |sum, l| sum.saturating_add(l.points))
     }
 
     /// Makes the pending lots due at or before `now` available, for good.
@@ -54,7 +54,7 @@ impl MemberState {
         let mut removed = 0;
         for lots in [&mut self.lots, &mut self.pending] {
             let count = lots.partition_point(&expired);
-            removed += lots.drain(..count).map(|l| l.points).sum::<i64>();
+            removed = lots.drain(..count).fold(removed, |sum: i64, l| sum.saturating_add(l.points));
         }
         removed
     }
@@ -101,7 +101,7 @@ impl MemberState {
             }
         }
         self.lots.drain(..spent);
-        self.debt += left;
+        self.debt = self.debt.saturating_add(left);
     }
 }
 

@@ -54,10 +54,11 @@ impl StateStore for MemoryStore {
         (state, &mut self.budgets)
     }
 
-    fn prune(&mut self, watermark: Micros, retention_days: i64) {
-        let horizon = Micros(watermark.0.saturating_sub(retention_days.saturating_mul(Micros::PER_DAY)));
+    fn prune(&mut self, retention_days: i64) {
         for members in self.members.values_mut() {
             for state in members.values_mut() {
+                let Some(newest) = state.events.values().map(|r| r.occurred_at).max() else { continue };
+                let horizon = Micros(newest.0.saturating_sub(retention_days.saturating_mul(Micros::PER_DAY)));
                 state.events.retain(|_, r| r.occurred_at >= horizon);
             }
         }

@@ -97,7 +97,9 @@ pub trait StateStore {
     /// program-wide budgets the engine charges while it changes it.
     fn member(&mut self, program: &str, member_id: &str) -> (&mut MemberState, &mut dyn Budgets);
 
-    /// Drops records no event can need any more: those whose `occurred_at`
-    /// is more than `retention` before `watermark`.
-    fn prune(&mut self, watermark: Micros, retention_days: i64);
+    /// Drops the event records of each member that are more than
+    /// `retention_days` older than that member's newest record: each member's
+    /// history keeps its own clock, so one member's late or far-future events
+    /// never shorten another's.
+    fn prune(&mut self, retention_days: i64);
 }
