@@ -27,7 +27,7 @@ use toml::de::DeTable;
 
 use self::fields::Fields;
 use self::report::{Report, line_column};
-use crate::rules::model::{Caps, Expiry, Program};
+use crate::rules::model::{Caps, Expiry, ExpiryMode, Program};
 
 /// One problem of a rules file, located.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,6 +151,17 @@ fn read_document(document: &toml::Spanned<DeTable<'_>>, r: &mut Report<'_>, vers
     let caps = root.get("caps").and_then(|e| e.table(r, "[caps]")).map_or(Caps::default(), |f| program::caps(f, r));
     let expiry =
         root.get("expiry").and_then(|e| e.table(r, "[expiry]")).map_or(Expiry::default(), |f| program::expiry(f, r));
+    let pending = root.get("pending").and_then(|e| e.table(r, "[pending]")).and_then(|f| program::pending(f, r));
+    if let (Some((days, e)), ExpiryMode::Rolling { ttl_days }) = (&pending, expiry.mode) {
+        if *days >= ttl_days {
+            e.complain(
+                r,
+                format!(
+                    "must be below expiry.points_ttl_days ({ttl_days}), or points would expire before they are released; shorten the pending period or lengthen points_ttl_days"
+                ),
+            );
+        }
+    }
     root.finish(r);
     let header = header?;
     Some(Program {
@@ -167,7 +178,7 @@ fn read_document(document: &toml::Spanned<DeTable<'_>>, r: &mut Report<'_>, vers
         rules,
         caps,
         expiry,
-        pending_days: None,
+        pending_days: pending.map(|(days, _)| days),
         version,
     })
 }

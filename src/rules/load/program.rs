@@ -1,5 +1,5 @@
 //! The program-wide sections: `[program]`, `[[tiers]]`,
-//! `[tier_qualification]`, `[[partners]]`, `[caps]`, `[expiry]`.
+//! `[tier_qualification]`, `[[partners]]`, `[caps]`, `[expiry]`, `[pending]`.
 //!
 //! Each reader returns its part of the model with the contract's defaults
 //! filled in, recording every problem in the report; a part read from a
@@ -11,7 +11,7 @@ use rust_decimal::Decimal;
 use super::fields::{Entry, Fields, IntRange, MAX_POINTS, item_path};
 use super::report::Report;
 use super::scalar::parse_timezone;
-use crate::rules::model::{Basis, Caps, Downgrade, Expiry, ExpiryMode, Partner, Qualification, Rounding, Tier};
+use crate::rules::model::{Basis, Caps, Downgrade, Expiry, ExpiryMode, Partner, Period, Qualification, Rounding, Tier};
 
 /// `[program]`, without its tiers, partners and rules.
 #[derive(Debug)]
@@ -136,7 +136,17 @@ pub(super) fn tiers(e: &Entry<'_, '_>, r: &mut Report<'_>) -> Vec<Tier> {
 }
 
 const BASES: &[(&str, bool)] = &[("lifetime", false), ("rolling", true)];
-const DOWNGRADES: &[(&str, Downgrade)] = &[("never", Downgrade::Never), ("immediate", Downgrade::Immediate)];
+
+/// `downgrade` as written; `grace` takes its days from `grace_days`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DowngradeName {
+    Never,
+    Immediate,
+    Grace,
+}
+
+const DOWNGRADES: &[(&str, DowngradeName)] =
+    &[("never", DowngradeName::Never), ("immediate", DowngradeName::Immediate), ("grace", DowngradeName::Grace)];
 
 pub(super) const DEFAULT_QUALIFICATION: Qualification =
     Qualification { basis: Basis::Lifetime, downgrade: Downgrade::Never };
@@ -151,8 +161,37 @@ pub(super) fn qualification(mut f: Fields<'_, '_>, r: &mut Report<'_>) -> Qualif
         .and_then(|e| e.int(r, IntRange::new(1, 120)))
         .and_then(|m| u32::try_from(m).ok())
         .unwrap_or(12);
-    let downgrade = f.get("downgrade").and_then(|e| e.choice(r, DOWNGRADES)).unwrap_or(Downgrade::Never);
+    let downgrade_entry = f.get("downgrade");
+    // `None` for a value already reported: the grace checks then stay quiet.
+    let name = match &downgrade_entry {
+        Some(e) => e.choice(r, DOWNGRADES),
+        None => Some(DowngradeName::Never),
+    };
+    let grace_entry = f.get("grace_days");
+    let grace_days = grace_entry.as_ref().and_then(|e| e.int(r, IntRange::new(1, i64::MAX)));
+    match (name, &downgrade_entry, &grace_entry) {
+        (Some(DowngradeName::Grace), Some(e), None) => e.complain(
+            r,
+            "grace needs grace_days (how long a member keeps a tier they no longer qualify for); add e.g. grace_days = 30",
+        ),
+        (Some(DowngradeName::Never | DowngradeName::Immediate), _, Some(e)) => {
+            let stated = match &downgrade_entry {
+                Some(d) => format!("downgrade is {}", r.src(&d.value.span())),
+                None => "downgrade is not set (never)".to_owned(),
+            };
+            let reason = format!(
+                "grace_days is only used with downgrade = \"grace\" and {stated}; add downgrade = \"grace\" or remove grace_days"
+            );
+            e.complain(r, reason);
+        }
+        _ => {}
+    }
     f.finish(r);
+    let downgrade = match name {
+        Some(DowngradeName::Immediate) => Downgrade::Immediate,
+        Some(DowngradeName::Grace) => Downgrade::Grace { grace_days: grace_days.unwrap_or(1) },
+        Some(DowngradeName::Never) | None => Downgrade::Never,
+    };
     Qualification { basis: if rolling { Basis::Rolling { window_months } } else { Basis::Lifetime }, downgrade }
 }
 
@@ -189,11 +228,84 @@ pub(super) fn caps(mut f: Fields<'_, '_>, r: &mut Report<'_>) -> Caps {
     Caps { max_points_per_event, max_points_per_member_per_day }
 }
 
+/// `expiry.mode` as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ModeName {
+    Rolling,
+    EndOfPeriod,
+}
+
+const MODES: &[(&str, ModeName)] = &[("rolling", ModeName::Rolling), ("end_of_period", ModeName::EndOfPeriod)];
+const PERIODS: &[(&str, Period)] = &[("month", Period::Month), ("quarter", Period::Quarter), ("year", Period::Year)];
+
 pub(super) fn expiry(mut f: Fields<'_, '_>, r: &mut Report<'_>) -> Expiry {
-    let points_ttl_days = f.get("points_ttl_days").and_then(|e| e.int(r, IntRange::new(1, i64::MAX)));
-    f.finish(r);
-    Expiry {
-        mode: points_ttl_days.map_or(ExpiryMode::Never, |ttl_days| ExpiryMode::Rolling { ttl_days }),
-        inactivity_days: None,
+    let mode_entry = f.get("mode");
+    // `None` for a value already reported: the checks between keys then stay quiet.
+    let mode = match &mode_entry {
+        Some(e) => e.choice(r, MODES),
+        None => Some(ModeName::Rolling),
+    };
+    let ttl_entry = f.get("points_ttl_days");
+    let points_ttl_days = ttl_entry.as_ref().and_then(|e| e.int(r, IntRange::new(1, i64::MAX)));
+    let period_entry = f.get("period");
+    let period = period_entry.as_ref().and_then(|e| e.choice(r, PERIODS));
+    let periods_entry = f.get("periods");
+    let periods = periods_entry
+        .as_ref()
+        .and_then(|e| e.int(r, IntRange::new(0, i64::from(u32::MAX))))
+        .and_then(|n| u32::try_from(n).ok());
+    let inactivity_days = f.get("inactivity_days").and_then(|e| e.int(r, IntRange::new(1, i64::MAX)));
+    match (mode, &mode_entry) {
+        (Some(ModeName::Rolling), _) => {
+            let mode_is = if mode_entry.is_some() { "mode is \"rolling\"" } else { "mode is not set (rolling)" };
+            for e in [&period_entry, &periods_entry].into_iter().flatten() {
+                e.complain(
+                    r,
+                    format!(
+                        "{} is only used with mode = \"end_of_period\" and {mode_is}; add mode = \"end_of_period\" or remove {}",
+                        e.key, e.key
+                    ),
+                );
+            }
+        }
+        (Some(ModeName::EndOfPeriod), Some(mode_e)) => {
+            if period_entry.is_none() {
+                mode_e.complain(
+                    r,
+                    "end_of_period needs period, the calendar period points are counted in; add e.g. period = \"year\" (month, quarter or year)",
+                );
+            }
+            if periods_entry.is_none() {
+                mode_e.complain(
+                    r,
+                    "end_of_period needs periods, how many periods after the one they were earned in points expire; add e.g. periods = 1 (0: at the end of the same period)",
+                );
+            }
+            if let Some(e) = &ttl_entry {
+                e.complain(
+                    r,
+                    "points_ttl_days is only used with mode = \"rolling\" (with end_of_period points expire when a period ends); remove points_ttl_days or write mode = \"rolling\"",
+                );
+            }
+        }
+        _ => {}
     }
+    f.finish(r);
+    let mode = match mode {
+        Some(ModeName::EndOfPeriod) => {
+            ExpiryMode::EndOfPeriod { period: period.unwrap_or(Period::Year), periods: periods.unwrap_or(0) }
+        }
+        Some(ModeName::Rolling) | None => {
+            points_ttl_days.map_or(ExpiryMode::Never, |ttl_days| ExpiryMode::Rolling { ttl_days })
+        }
+    };
+    Expiry { mode, inactivity_days }
+}
+
+/// `[pending]`: the days purchase points wait before they are available,
+/// with the entry of `days` for checks against other sections.
+pub(super) fn pending<'a, 'i>(mut f: Fields<'a, 'i>, r: &mut Report<'_>) -> Option<(i64, Entry<'a, 'i>)> {
+    let days = f.require(r, "days", "14").and_then(|e| Some((e.int(r, IntRange::new(1, i64::MAX))?, e)));
+    f.finish(r);
+    days
 }

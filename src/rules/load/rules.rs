@@ -31,6 +31,7 @@ const KINDS: &[KindSpec] = &[
     },
     KindSpec { name: "first_purchase", keys: &["bonus_points"], read: first_purchase },
     KindSpec { name: "milestone", keys: &["thresholds", "gift"], read: milestone },
+    KindSpec { name: "birthday", keys: &["bonus_points", "window_days", "gift"], read: birthday },
 ];
 
 /// Breakdown lines the engine writes itself; a rule id equal to one would
@@ -171,6 +172,19 @@ fn milestone(f: &mut Fields<'_, '_>, r: &mut Report<'_>) -> RuleKind {
         .unwrap_or_default();
     let gift = gift(f, r);
     RuleKind::Milestone { thresholds, gift }
+}
+
+fn birthday(f: &mut Fields<'_, '_>, r: &mut Report<'_>) -> RuleKind {
+    let bonus_points = bonus_points(f, r);
+    // The contract gives no default: the window is the rule's point, so it
+    // is stated, never guessed.
+    let window_days = f
+        .require(r, "window_days", "7 (the birthday and the days after it, 1 to 31)")
+        .and_then(|e| e.int(r, IntRange::new(1, 31)))
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or(1);
+    let gift = gift(f, r);
+    RuleKind::Birthday { bonus_points, window_days, gift }
 }
 
 fn bonus_points(f: &mut Fields<'_, '_>, r: &mut Report<'_>) -> i64 {
