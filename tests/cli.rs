@@ -63,11 +63,14 @@ fn check_rules_reports_each_problem_with_its_position() {
 fn score_refuses_to_start_on_invalid_rules() {
     let out = run(bin()
         .args(["score", "--rules"])
-        .arg(root().join("tests/golden/lifecycle/rules.toml"))
+        .arg(root().join("tests/rules/many-problems.toml"))
         .args(["--input", "/dev/null"]));
     assert_eq!(out.status.code(), Some(2));
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("invalid rules") && stderr.contains("rules.toml:28:2: pending"), "{stderr}");
+    assert!(
+        stderr.contains("invalid rules") && stderr.contains("many-problems.toml:4:12: program.currency"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -75,6 +75,11 @@ fn coalition_example() {
 }
 
 #[test]
+fn lifecycle_example() {
+    check("lifecycle");
+}
+
+#[test]
 fn every_reward_carries_the_rules_version() {
     let dir = example("basic");
     let output = Command::new(bin())

@@ -17,6 +17,9 @@ pub struct Options {
     pub zipf: f64,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Event time between two events, in milliseconds.
+    #[arg(long, default_value_t = 2_600)]
+    pub interval_ms: u64,
     /// Currency of the events (the program's).
     #[arg(long, default_value = "EUR")]
     pub currency: String,
@@ -108,12 +111,13 @@ pub fn write_stream(options: &Options, out: &mut impl Write) -> io::Result<()> {
     // Recent purchases, for refunds that name a real original.
     let mut recent: Vec<Purchase> = Vec::with_capacity(4096);
     let mut previous: Vec<String> = Vec::with_capacity(256);
-    // 2026-11-01T00:00:00Z, advancing ~2.6 s per event: a month per million.
+    // From 2026-11-01T00:00:00Z; at the default 2.6 s per event a million
+    // events span a month.
     let start: i64 = 1_793_491_200;
     let mut line = String::with_capacity(2048);
     for n in 0..options.events {
         line.clear();
-        let secs = start + (n as i64 * 26) / 10;
+        let secs = start + (u128::from(n) * u128::from(options.interval_ms) / 1000) as i64;
         let at = timestamp(secs, rng.chance(0.3));
         let roll = rng.unit();
         if roll < 0.02 && !previous.is_empty() {
@@ -268,7 +272,15 @@ mod tests {
 
     #[test]
     fn same_seed_same_stream() {
-        let options = Options { events: 500, members: 100, zipf: 1.1, seed: 7, currency: "EUR".into(), output: None };
+        let options = Options {
+            events: 500,
+            members: 100,
+            zipf: 1.1,
+            seed: 7,
+            interval_ms: 2_600,
+            currency: "EUR".into(),
+            output: None,
+        };
         let (mut a, mut b) = (Vec::new(), Vec::new());
         write_stream(&options, &mut a).unwrap();
         write_stream(&options, &mut b).unwrap();
