@@ -123,14 +123,23 @@ impl<S: StateStore> Scorer<S> {
 }
 
 /// Scores a JSON-lines stream in order, one line at a time (never the whole
-/// input in memory). Blank lines (spaces, tabs, CR) are skipped; a line's
-/// terminating `\n` or `\r\n` is not part of the message. Calls `progress`
-/// with the bytes read so far after each line.
+/// input in memory). Calls `progress` with the bytes read so far.
 pub fn score_lines<S: StateStore>(
     scorer: &mut Scorer<S>,
-    mut input: impl BufRead,
+    input: impl BufRead,
     sink: &mut dyn Sink,
+    progress: impl FnMut(u64),
+) -> io::Result<()> {
+    for_each_line(input, progress, |number, line| scorer.score(number, line, sink))
+}
+
+/// Hands each message of a JSON-lines stream to `f` with its line number.
+/// Blank lines (spaces, tabs, CR) are skipped but counted; a line's
+/// terminating `\n` or `\r\n` is not part of the message.
+pub fn for_each_line(
+    mut input: impl BufRead,
     mut progress: impl FnMut(u64),
+    mut f: impl FnMut(u64, &[u8]) -> io::Result<()>,
 ) -> io::Result<()> {
     let mut line = Vec::with_capacity(4096);
     let mut number = 0u64;
@@ -152,7 +161,7 @@ pub fn score_lines<S: StateStore>(
         if line.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r')) {
             continue;
         }
-        scorer.score(number, &line, sink)?;
+        f(number, &line)?;
         progress(read);
     }
 }

@@ -175,3 +175,79 @@ fn write_tmp(content: &str) -> PathBuf {
     let _ = Path::new(&path).exists();
     path
 }
+
+#[test]
+fn simulate_reports_the_member_lifecycle() {
+    let dir = root().join("tests/golden/lifecycle");
+    let out = run(bin()
+        .args(["simulate", "--json", "--rules"])
+        .arg(dir.join("rules.toml"))
+        .arg("--input")
+        .arg(dir.join("events.jsonl")));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json report");
+    let p = &report["programs"][0];
+    assert_eq!((&p["events"]["profiles"], &p["events"]["adjustments"]), (&Value::from(2), &Value::from(2)));
+    assert_eq!(p["points_pending"], 130, "F1 20 + F2 110");
+    assert_eq!(p["points_outstanding"], 0);
+    assert_eq!(p["liability"], "0.650", "130 pending points at 0.005");
+    assert_eq!(p["points_expired"], 80);
+    assert_eq!(p["points_expired_end_of_period"], 80);
+    assert_eq!((&p["points_expired_rolling"], &p["points_expired_inactivity"]), (&Value::from(0), &Value::from(0)));
+    assert_eq!(p["birthday_bonuses"], 2);
+    assert_eq!(p["points_by_rule"]["birthday-treat"], 200);
+    assert_eq!((&p["points_adjusted_credit"], &p["points_adjusted_debit"]), (&Value::from(25), &Value::from(650)));
+}
+
+#[test]
+fn simulate_compares_two_rule_sets_over_one_history() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let current = std::fs::read_to_string(root().join("config/rules/acme.toml")).expect("rules");
+    // The candidate pays silver 1.5x instead of 1.25x and drops the welcome bonus.
+    let candidate = current
+        .replace("multiplier = \"1.25\"", "multiplier = \"1.5\"")
+        .replace("bonus_points = 500", "bonus_points = 0");
+    assert_ne!(current, candidate);
+    let candidate_path = dir.path().join("candidate.toml");
+    std::fs::write(&candidate_path, candidate).expect("write");
+    let out = run(bin()
+        .args(["simulate", "--json", "--rules"])
+        .arg(root().join("config/rules/acme.toml"))
+        .arg("--compare")
+        .arg(&candidate_path)
+        .arg("--input")
+        .arg(root().join("tests/golden/basic/events.jsonl")));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json report");
+    let c = &report["programs"][0];
+    // Welcome: M1 and M2 lose 500 each (M3's first purchase is capped anyway).
+    assert_eq!(c["by_rule"]["welcome"], serde_json::json!({"current": 1000, "candidate": 0, "difference": -1000}));
+    // Silver: only E004 (base 80) and E011 (base 10) earn at silver: 20 + 2 -> 40 + 5.
+    assert_eq!(c["by_rule"]["tier:silver"]["difference"], 23);
+    assert_eq!(c["points_issued"]["difference"], -977);
+    assert_eq!(c["points_issued"]["current"], report["current"]["programs"][0]["points_issued"]);
+    assert_eq!(c["members_changing_tier"], 0);
+    let top = c["top_members"].as_array().expect("top members");
+    assert_eq!(
+        (&top[0]["member_id"], &top[0]["points_issued"]["difference"]),
+        (&Value::from("M2"), &Value::from(-500))
+    );
+    assert_eq!(
+        (&top[1]["member_id"], &top[1]["points_issued"]["difference"]),
+        (&Value::from("M1"), &Value::from(-477))
+    );
+    assert_eq!(top.len(), 2, "M3 earns the same under both");
+}
+
+#[test]
+fn simulate_refuses_a_candidate_for_another_program() {
+    let out = run(bin()
+        .args(["simulate", "--rules"])
+        .arg(root().join("config/rules/acme.toml"))
+        .arg("--compare")
+        .arg(root().join("config/rules/citypoints.toml"))
+        .arg("--input")
+        .arg(root().join("tests/golden/basic/events.jsonl")));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("\"citypoints\" matches no --rules program (acme)"), "{}", text(&out.stderr));
+}

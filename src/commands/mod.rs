@@ -15,7 +15,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
 use crate::decode::DEFAULT_MAX_MESSAGE_BYTES;
-use crate::pipeline::{Scorer, Sink, score_lines};
+use crate::pipeline::{Scorer, Sink, for_each_line};
 use crate::rules::engine::Settings;
 use crate::rules::load;
 use crate::rules::{Program, ProgramSet};
@@ -87,6 +87,10 @@ pub struct SimulateArgs {
     /// Print the report as JSON instead of tables.
     #[arg(long)]
     pub json: bool,
+    /// Candidate rules: score the same history under them too and report
+    /// the differences. Each replaces the `--rules` program with its id.
+    #[arg(long = "compare", value_name = "FILE")]
+    pub compare: Vec<PathBuf>,
 }
 
 fn is_stdio(path: &Path) -> bool {
@@ -153,13 +157,22 @@ impl std::fmt::Debug for Input {
 
 /// Scores `input` into `sink`, with a progress bar on a terminal.
 pub fn score_file(scorer: &mut Scorer<MemoryStore>, input: Input, sink: &mut dyn Sink) -> anyhow::Result<()> {
+    each_line(input, |number, line| scorer.score(number, line, sink))
+}
+
+/// Hands every message of `input` to `f`, with a progress bar on a terminal.
+pub fn each_line(input: Input, f: impl FnMut(u64, &[u8]) -> io::Result<()>) -> anyhow::Result<()> {
     let Input { path, reader, len } = input;
     let bar = progress_bar(len);
-    score_lines(scorer, reader, sink, |read| {
-        if let Some(bar) = &bar {
-            bar.set_position(read);
-        }
-    })
+    for_each_line(
+        reader,
+        |read| {
+            if let Some(bar) = &bar {
+                bar.set_position(read);
+            }
+        },
+        f,
+    )
     .with_context(|| format!("scoring {}", path.display()))?;
     if let Some(bar) = bar {
         bar.finish_and_clear();

@@ -113,9 +113,12 @@ impl Outcome {
         self.purchase = None;
     }
 
-    /// Points of the breakdown lines that are not `expired`.
-    pub fn earned(&self) -> i64 {
-        self.lines.iter().filter(|(l, _)| *l != Line::Expired).map(|(_, p)| p).sum()
+    /// Points issued by earning lines (base, tier bonus, bonus rules).
+    pub fn issued(&self) -> i64 {
+        self.lines
+            .iter()
+            .filter(|(l, _)| matches!(l, Line::Base | Line::Tier(_) | Line::Rule(_)))
+            .fold(0i64, |sum, (_, p)| sum.saturating_add(*p))
     }
 }
 

@@ -3,6 +3,13 @@
 //!
 //! Counts only what the pipeline hands it; it never re-scores or re-reads
 //! state, except for end-of-run balances and tiers taken from the store.
+//! [`compare`] runs two collectors side by side for a what-if report;
+//! [`text`] renders reports for a terminal.
+
+pub mod compare;
+pub mod text;
+
+pub use text::render_text;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -14,6 +21,7 @@ use crate::event::Kind;
 use crate::output::gift_name;
 use crate::pipeline::{Disposition, Sink};
 use crate::rules::engine::{Line, Status};
+use crate::rules::model::ExpiryMode;
 use crate::rules::round::product;
 use crate::rules::{Program, ProgramSet};
 use crate::state::memory::MemoryStore;
@@ -27,6 +35,8 @@ pub struct EventCounts {
     pub refunds_unknown_original: u64,
     pub redeems: u64,
     pub redeems_rejected: u64,
+    pub profiles: u64,
+    pub adjustments: u64,
     /// Repeated `event_id`s: re-emitted, not re-scored.
     pub repeats: u64,
     /// Valid events without a member: counted, not scored.
@@ -64,16 +74,27 @@ pub struct ProgramReport {
     pub points_refunded: i64,
     pub points_redeemed: i64,
     pub points_expired: i64,
+    /// Of `points_expired`: by age (`points_ttl_days`).
+    pub points_expired_rolling: i64,
+    /// Of `points_expired`: at the end of a calendar period.
+    pub points_expired_end_of_period: i64,
+    /// Of `points_expired`: after the member's inactivity.
+    pub points_expired_inactivity: i64,
+    /// Birthday bonuses awarded (their points are in `points_by_rule`).
+    pub birthday_bonuses: u64,
     /// Manual adjustments that credited points.
     pub points_adjusted_credit: i64,
     /// Manual adjustments that debited points.
     pub points_adjusted_debit: i64,
     /// Sum of positive balances at the end.
     pub points_outstanding: i64,
+    /// Points still pending (waiting for the return window) at the end.
+    pub points_pending: i64,
     /// Sum of negative balances at the end (points owed by members).
     pub points_owed: i64,
     pub point_value: Decimal,
-    /// `points_outstanding x point_value`, in the program's currency.
+    /// `(points_outstanding + points_pending) x point_value`, in the
+    /// program's currency.
     pub liability: Decimal,
     /// Money value of points issued as a percentage of eligible spend.
     pub reward_rate_percent: Decimal,
@@ -94,6 +115,9 @@ pub struct Report {
 #[derive(Debug)]
 pub struct Collector {
     report: Report,
+    /// Points issued per member (program id -> member id -> points), kept
+    /// only for comparisons.
+    members: Option<hashbrown::HashMap<String, hashbrown::HashMap<String, i64>>>,
 }
 
 impl Collector {
@@ -107,7 +131,13 @@ impl Collector {
                 ..ProgramReport::default()
             })
             .collect();
-        Self { report: Report { programs, dead_letters: BTreeMap::new() } }
+        Self { report: Report { programs, dead_letters: BTreeMap::new() }, members: None }
+    }
+
+    /// Also keeps the points issued to each member, for [`compare`].
+    pub fn with_members(mut self) -> Self {
+        self.members = Some(hashbrown::HashMap::new());
+        self
     }
 
     fn section(&mut self, program: &Program) -> Option<&mut ProgramReport> {
@@ -115,7 +145,16 @@ impl Collector {
     }
 
     /// Completes the report with end-of-run state.
-    pub fn finish(mut self, programs: &ProgramSet, store: &MemoryStore) -> Report {
+    pub fn finish(self, programs: &ProgramSet, store: &MemoryStore) -> Report {
+        self.finish_with_members(programs, store).0
+    }
+
+    /// Completes the report, and hands over the points issued per member.
+    pub fn finish_with_members(
+        mut self,
+        programs: &ProgramSet,
+        store: &MemoryStore,
+    ) -> (Report, hashbrown::HashMap<String, hashbrown::HashMap<String, i64>>) {
         for (program_id, _member, state) in store.iter() {
             let Some(program) = programs.iter().find(|p| p.id == program_id) else { continue };
             let Some(section) = self.report.programs.iter_mut().find(|r| r.program == program_id) else { continue };
@@ -123,6 +162,7 @@ impl Collector {
                 continue;
             }
             section.members += 1;
+            section.points_pending = section.points_pending.saturating_add(state.pending_points());
             let balance = state.balance();
             if balance >= 0 {
                 section.points_outstanding = section.points_outstanding.saturating_add(balance);
@@ -137,7 +177,8 @@ impl Collector {
             for tier in &program.tiers {
                 section.tiers.entry(tier.name.clone()).or_default();
             }
-            section.liability = product(Decimal::from(section.points_outstanding), program.point_value);
+            let owed_to_members = section.points_outstanding.saturating_add(section.points_pending);
+            section.liability = product(Decimal::from(owed_to_members), program.point_value);
             if !section.eligible_spend.is_zero() {
                 let value = product(Decimal::from(section.points_issued), program.point_value);
                 section.reward_rate_percent =
@@ -156,7 +197,7 @@ impl Collector {
                 }
             }
         }
-        self.report
+        (self.report, self.members.unwrap_or_default())
     }
 }
 
@@ -189,15 +230,32 @@ impl Sink for Collector {
                 }
             }
             Disposition::Scored { program, event, outcome, .. } => {
+                if let (Some(members), Some(member)) = (&mut self.members, event.member_id) {
+                    let issued = members.entry_ref(program.id.as_str()).or_default().entry_ref(member).or_default();
+                    *issued = issued.saturating_add(outcome.issued());
+                }
                 let tier_name = program.tiers[outcome.tier_before].name.clone();
                 let Some(s) = self.section(program) else { return Ok(()) };
+                s.birthday_bonuses += outcome.birthdays.len() as u64;
                 for &(line, points) in &outcome.lines {
                     match line {
-                        Line::Expired => s.points_expired -= points,
-                        Line::Redeem => s.points_redeemed -= points,
-                        Line::Refund => s.points_refunded -= points,
-                        Line::Adjust if points > 0 => s.points_adjusted_credit += points,
-                        Line::Adjust => s.points_adjusted_debit -= points,
+                        Line::Expired => {
+                            let by_age = -points - outcome.expired_inactive;
+                            s.points_expired = s.points_expired.saturating_sub(points);
+                            s.points_expired_inactivity =
+                                s.points_expired_inactivity.saturating_add(outcome.expired_inactive);
+                            let cause = match program.expiry.mode {
+                                ExpiryMode::EndOfPeriod { .. } => &mut s.points_expired_end_of_period,
+                                ExpiryMode::Rolling { .. } | ExpiryMode::Never => &mut s.points_expired_rolling,
+                            };
+                            *cause = cause.saturating_add(by_age);
+                        }
+                        Line::Redeem => s.points_redeemed = s.points_redeemed.saturating_sub(points),
+                        Line::Refund => s.points_refunded = s.points_refunded.saturating_sub(points),
+                        Line::Adjust if points > 0 => {
+                            s.points_adjusted_credit = s.points_adjusted_credit.saturating_add(points);
+                        }
+                        Line::Adjust => s.points_adjusted_debit = s.points_adjusted_debit.saturating_sub(points),
                         Line::Base | Line::Tier(_) | Line::Rule(_) => {
                             s.points_issued = s.points_issued.saturating_add(points);
                             let by_rule = s.points_by_rule.entry(line_name(program, line)).or_default();
@@ -227,89 +285,11 @@ impl Sink for Collector {
                         s.events.redeems += 1;
                         s.events.redeems_rejected += u64::from(outcome.status == Status::Rejected);
                     }
-                    Kind::Profile | Kind::Adjust => {}
+                    Kind::Profile => s.events.profiles += 1,
+                    Kind::Adjust => s.events.adjustments += 1,
                 }
             }
         }
         Ok(())
-    }
-}
-
-/// The report as tables for a terminal.
-pub fn render_text(report: &Report, programs: &ProgramSet) -> String {
-    use std::fmt::Write;
-    let mut o = String::new();
-    for s in &report.programs {
-        let program = programs.iter().find(|p| p.id == s.program);
-        let _ = writeln!(o, "Program {} ({})", s.program, s.currency);
-        let e = &s.events;
-        let rows: Vec<(&str, String)> = vec![
-            ("purchases", e.purchases.to_string()),
-            ("refunds", format!("{} ({} with unknown original)", e.refunds, e.refunds_unknown_original)),
-            ("redeems", format!("{} ({} rejected)", e.redeems, e.redeems_rejected)),
-            ("repeats", e.repeats.to_string()),
-            ("anonymous", e.anonymous.to_string()),
-            ("members", s.members.to_string()),
-            ("spend", format!("{} {}", s.spend.round_dp(2), s.currency)),
-            ("eligible spend", format!("{} {}", s.eligible_spend.round_dp(2), s.currency)),
-            ("refunded", format!("{} {}", s.refunded.round_dp(2), s.currency)),
-            ("points issued", s.points_issued.to_string()),
-            ("points refunded", s.points_refunded.to_string()),
-            ("points redeemed", s.points_redeemed.to_string()),
-            ("points expired", s.points_expired.to_string()),
-            ("points outstanding", s.points_outstanding.to_string()),
-            ("points owed by members", s.points_owed.to_string()),
-            ("liability", format!("{} {} (at {} per point)", s.liability.round_dp(2), s.currency, s.point_value)),
-            ("reward rate", format!("{}% of eligible spend", s.reward_rate_percent.round_dp(2))),
-        ];
-        table(&mut o, &[], &rows);
-        let _ = writeln!(o, "\n  Points issued by rule");
-        let rows: Vec<(&str, String)> = s.points_by_rule.iter().map(|(k, v)| (k.as_str(), v.to_string())).collect();
-        table(&mut o, &["rule", "points"], &rows);
-        let _ = writeln!(o, "\n  Points issued by tier");
-        let rows: Vec<(&str, String)> = s.points_by_tier.iter().map(|(k, v)| (k.as_str(), v.to_string())).collect();
-        table(&mut o, &["tier", "points"], &rows);
-        if !s.gifts.is_empty() {
-            let _ = writeln!(o, "\n  Gifts");
-            let rows: Vec<(&str, String)> = s.gifts.iter().map(|(k, v)| (k.as_str(), v.to_string())).collect();
-            table(&mut o, &["gift", "count"], &rows);
-        }
-        if !s.budgets.is_empty() {
-            let _ = writeln!(o, "\n  Budgets");
-            let rows: Vec<(&str, String)> = s
-                .budgets
-                .iter()
-                .map(|(k, b)| (k.as_str(), format!("{} of {} ({}%)", b.spent_points, b.budget_points, b.percent)))
-                .collect();
-            table(&mut o, &["rule", "spent"], &rows);
-        }
-        let _ = writeln!(o, "\n  Tiers at the end");
-        // Tiers in program order, not alphabetical.
-        let order: Vec<&str> = program.map(|p| p.tiers.iter().map(|t| t.name.as_str()).collect()).unwrap_or_default();
-        let rows: Vec<(&str, String)> =
-            order.iter().map(|t| (*t, s.tiers.get(*t).copied().unwrap_or(0).to_string())).collect();
-        table(&mut o, &["tier", "members"], &rows);
-        let _ = writeln!(o);
-    }
-    if !report.dead_letters.is_empty() {
-        let _ = writeln!(o, "Dead letters");
-        let rows: Vec<(&str, String)> = report.dead_letters.iter().map(|(k, v)| (k.as_str(), v.to_string())).collect();
-        table(&mut o, &["reason", "count"], &rows);
-    }
-    o
-}
-
-fn table(o: &mut String, header: &[&str], rows: &[(&str, String)]) {
-    use std::fmt::Write;
-    let width = rows.iter().map(|(k, _)| k.len()).chain(header.first().map(|h| h.len())).max().unwrap_or(0);
-    if let [a, b] = header {
-        let _ = writeln!(o, "  {a:<width$}  {b:>12}");
-    }
-    for (k, v) in rows {
-        if header.is_empty() {
-            let _ = writeln!(o, "  {k:<width$}  {v}");
-        } else {
-            let _ = writeln!(o, "  {k:<width$}  {v:>12}");
-        }
     }
 }
