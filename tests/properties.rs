@@ -1,7 +1,8 @@
 //! Invariants of the engine over generated programs and streams (proptest):
-//! points equal the breakdown, the balance equals the sum of the outcomes'
-//! points, replaying a stream changes nothing and re-emits identical lines,
-//! and refunding every purchase returns lifetime qualifying spend to 0.
+//! points equal the breakdown, `balance + pending` changes by exactly
+//! `points` on every event, replaying a stream changes nothing and re-emits
+//! identical lines, refunding every purchase returns lifetime qualifying
+//! spend to 0, and lifecycle features a stream never uses change nothing.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -16,6 +17,7 @@ use serde_json::{Value, json};
 use loyalty_scorer::pipeline::{Disposition, Scorer, Sink};
 use loyalty_scorer::rules::engine::Settings;
 use loyalty_scorer::rules::model::*;
+use proptest::test_runner::TestCaseError;
 use loyalty_scorer::rules::{Program, ProgramSet};
 use loyalty_scorer::state::memory::MemoryStore;
 
@@ -115,6 +117,8 @@ enum Step {
     },
     /// Repeats an earlier step's event id verbatim.
     Repeat(usize),
+    Profile { member: u8, month: u8, day: u8 },
+    Adjust { member: u8, points: i32 },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -128,13 +132,69 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
+/// Steps of the member lifecycle too: profiles with birthdays, adjustments.
+fn lifecycle_step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        8 => step(),
+        1 => (0u8..4, 1u8..13, 1u8..29).prop_map(|(member, month, day)| Step::Profile { member, month, day }),
+        1 => (0u8..4, -3000i32..3000).prop_filter("non-zero", |(_, p)| *p != 0)
+            .prop_map(|(member, points)| Step::Adjust { member, points }),
+    ]
+}
+
+prop_compose! {
+    /// A program using the lifecycle keys: pending points, calendar or
+    /// rolling expiry, inactivity, grace, a birthday rule.
+    fn lifecycle_program()(
+        base in program(),
+        pending in prop::option::of(1i64..20),
+        mode in prop_oneof![
+            Just(ExpiryMode::Never),
+            (20i64..90).prop_map(|ttl_days| ExpiryMode::Rolling { ttl_days }),
+            (prop::sample::select(vec![Period::Month, Period::Quarter, Period::Year]), 0u32..2)
+                .prop_map(|(period, periods)| ExpiryMode::EndOfPeriod { period, periods }),
+        ],
+        inactivity in prop::option::of(3i64..40),
+        grace in prop::option::of(1i64..40),
+        birthday in prop::option::of((0i64..200, 1u32..31)),
+    ) -> Program {
+        let mut p = base;
+        p.pending_days = pending;
+        p.expiry = Expiry { mode, inactivity_days: inactivity };
+        if let Some(grace_days) = grace {
+            p.qualification.downgrade = Downgrade::Grace { grace_days };
+        }
+        if let Some((bonus_points, window_days)) = birthday {
+            p.rules.push(Rule {
+                id: "bday".into(),
+                kind: RuleKind::Birthday { bonus_points, window_days, gift: Some("cake".into()) },
+                filters: Filters::default(),
+                budget_points: None,
+            });
+        }
+        p
+    }
+}
+
 /// JSON lines of a stream; events an hour apart (out of order now and then).
 fn render(steps: &[Step]) -> Vec<String> {
+    render_with(steps, false)
+}
+
+/// Event `n` of a stream spread over a year: 5 days and 7 hours apart.
+fn spread_time(n: usize) -> String {
+    let start = chrono::DateTime::parse_from_rfc3339("2026-01-01T08:00:00+01:00").expect("start");
+    (start + chrono::Duration::hours(127 * n as i64)).to_rfc3339()
+}
+
+/// JSON lines of a stream, spread over a year when `spread`.
+fn render_with(steps: &[Step], spread: bool) -> Vec<String> {
     let categories = ["coffee", "food", "tobacco"];
     let mut lines: Vec<String> = Vec::new();
     for (n, s) in steps.iter().enumerate() {
         let hour = if n % 7 == 3 { n.saturating_sub(5) } else { n };
         let at = format!("2026-03-{:02}T{:02}:17:00+01:00", 1 + hour / 24, hour % 24);
+        let at = if spread { spread_time(hour) } else { at };
         let cents = |c: u32| format!("{}.{:02}", c / 100, c % 100);
         let v: Value = match s {
             Step::Purchase { member, total, items, fuel } => {
@@ -154,6 +214,10 @@ fn render(steps: &[Step]) -> Vec<String> {
                 "occurred_at": at, "currency": "EUR", "total": cents(*total)}),
             Step::Redeem { member, points } => json!({"event_id": format!("E{n}"), "kind": "redeem",
                 "member_id": format!("M{member}"), "occurred_at": at, "points": points}),
+            Step::Profile { member, month, day } => json!({"event_id": format!("E{n}"), "kind": "profile",
+                "member_id": format!("M{member}"), "occurred_at": at, "birth_date": format!("1990-{month:02}-{day:02}")}),
+            Step::Adjust { member, points } => json!({"event_id": format!("E{n}"), "kind": "adjust",
+                "member_id": format!("M{member}"), "occurred_at": at, "points": points, "reason": "goodwill"}),
             Step::Repeat(i) => {
                 if lines.is_empty() {
                     continue;
@@ -209,33 +273,71 @@ fn snapshot(store: &MemoryStore) -> BTreeMap<String, String> {
     store.iter().map(|(p, m, s)| (format!("{p}/{m}"), format!("{s:?}"))).collect()
 }
 
+fn check_points_and_replay(program: Program, lines: &[String]) -> Result<(), TestCaseError> {
+    let pending_field = program.pending_days.is_some();
+    let mut scorer = scorer(program);
+    let first = run(&mut scorer, lines);
+    prop_assert_eq!(first.dead, 0);
+    let mut sums: BTreeMap<String, i64> = BTreeMap::new();
+    for (reward, new) in first.rewards.iter().zip(&first.new) {
+        let v: Value = serde_json::from_str(reward).expect("reward is JSON");
+        let breakdown = v["breakdown"].as_array().expect("breakdown");
+        let lines: i64 = breakdown.iter().map(|l| l["points"].as_i64().unwrap_or(0)).sum();
+        prop_assert_eq!(v["points"].as_i64(), Some(lines), "points = sum of breakdown: {}", reward);
+        prop_assert!(breakdown.iter().all(|l| l["points"].as_i64() != Some(0)));
+        prop_assert_eq!(v.get("pending").is_some(), pending_field, "pending present iff [pending]: {}", reward);
+        if *new {
+            let member = v["member_id"].as_str().unwrap_or_default().to_owned();
+            let sum = sums.entry(member).or_default();
+            *sum += v["points"].as_i64().unwrap_or(0);
+            let held = v["balance"].as_i64().unwrap_or(0) + v["pending"].as_i64().unwrap_or(0);
+            prop_assert_eq!(held, *sum, "balance + pending = sum of points: {}", reward);
+        }
+    }
+    let before = snapshot(scorer.store());
+    let second = run(&mut scorer, lines);
+    prop_assert_eq!(&second.rewards, &first.rewards, "a replay re-emits identical lines");
+    prop_assert!(second.new.iter().all(|n| !n), "a replay scores nothing anew");
+    prop_assert_eq!(snapshot(scorer.store()), before, "a replay changes no state");
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn points_balance_and_replay(program in program(), steps in prop::collection::vec(step(), 1..60)) {
-        let lines = render(&steps);
-        let mut scorer = scorer(program);
-        let first = run(&mut scorer, &lines);
-        prop_assert_eq!(first.dead, 0);
-        let mut sums: BTreeMap<String, i64> = BTreeMap::new();
-        for (reward, new) in first.rewards.iter().zip(&first.new) {
-            let v: Value = serde_json::from_str(reward).expect("reward is JSON");
-            let lines: i64 = v["breakdown"].as_array().expect("breakdown").iter().map(|l| l["points"].as_i64().unwrap_or(0)).sum();
-            prop_assert_eq!(v["points"].as_i64(), Some(lines), "points = sum of breakdown: {}", reward);
-            prop_assert!(v["breakdown"].as_array().expect("breakdown").iter().all(|l| l["points"].as_i64() != Some(0)));
-            if *new {
-                let member = v["member_id"].as_str().unwrap_or_default().to_owned();
-                let sum = sums.entry(member).or_default();
-                *sum += v["points"].as_i64().unwrap_or(0);
-                prop_assert_eq!(v["balance"].as_i64(), Some(*sum), "balance = sum of points: {}", reward);
-            }
-        }
-        let before = snapshot(scorer.store());
-        let second = run(&mut scorer, &lines);
-        prop_assert_eq!(&second.rewards, &first.rewards, "a replay re-emits identical lines");
-        prop_assert!(second.new.iter().all(|n| !n), "a replay scores nothing anew");
-        prop_assert_eq!(snapshot(scorer.store()), before, "a replay changes no state");
+        check_points_and_replay(program, &render(&steps))?;
+    }
+
+    #[test]
+    fn lifecycle_points_balance_pending_and_replay(
+        program in lifecycle_program(),
+        steps in prop::collection::vec(lifecycle_step(), 1..80),
+        spread in any::<bool>(),
+    ) {
+        check_points_and_replay(program, &render_with(&steps, spread))?;
+    }
+
+    #[test]
+    fn lifecycle_features_a_stream_never_uses_change_nothing(
+        program in program(),
+        steps in prop::collection::vec(step(), 1..60),
+        spread in any::<bool>(),
+    ) {
+        // No profile ever sets a birthday, and no member is inactive for 10^6 days.
+        let mut extended = program.clone();
+        extended.expiry.inactivity_days = Some(1_000_000);
+        extended.rules.push(Rule {
+            id: "bday".into(),
+            kind: RuleKind::Birthday { bonus_points: 100, window_days: 31, gift: Some("cake".into()) },
+            filters: Filters::default(),
+            budget_points: None,
+        });
+        let lines = render_with(&steps, spread);
+        let plain = run(&mut scorer(program), &lines);
+        let with = run(&mut scorer(extended), &lines);
+        prop_assert_eq!(plain.rewards, with.rewards);
     }
 
     #[test]
