@@ -47,8 +47,17 @@ fn payloads_with_items(n: usize) -> Vec<Vec<u8>> {
 }
 
 fn programs() -> ProgramSet {
-    let text = include_str!("../config/rules/acme.toml");
-    let program = load::load_str("acme.toml", text).unwrap_or_else(|d| panic!("rules: {d:?}"));
+    program_set(include_str!("../config/rules/acme.toml"))
+}
+
+/// The same supermarket program with pending points, end-of-year and
+/// inactivity expiry, and a birthday rule.
+fn lifecycle_programs() -> ProgramSet {
+    program_set(include_str!("data/acme-lifecycle.toml"))
+}
+
+fn program_set(text: &str) -> ProgramSet {
+    let program = load::load_str("rules.toml", text).unwrap_or_else(|d| panic!("rules: {d:?}"));
     ProgramSet::new(vec![Arc::new(program)]).unwrap_or_else(|| panic!("one program"))
 }
 
@@ -141,18 +150,37 @@ fn decode(c: &mut Criterion) {
 
 /// Decode + evaluate (+ encode). Event times are rewritten to advance one
 /// hour per event, so member states reach a steady state (points expire,
-/// daily caps roll over) instead of growing without bound as the same
-/// payloads cycle.
+/// pending points are released, daily caps roll over) instead of growing
+/// without bound as the same payloads cycle.
 fn score(c: &mut Criterion) {
-    let programs = programs();
-    let program = programs.get(0).cloned().unwrap_or_else(|| panic!("program"));
-    let settings = Settings::default();
-    for (name, payloads) in [("typical 3-item purchase", payloads_with_items(3)), ("1-8 items", payloads())] {
+    let cases = [
+        ("typical 3-item purchase", payloads_with_items(3), programs(), false),
+        ("1-8 items", payloads(), programs(), false),
+        ("typical 3-item purchase, lifecycle program", payloads_with_items(3), lifecycle_programs(), false),
+        (
+            "typical 3-item purchase, lifecycle program, birthdays known",
+            payloads_with_items(3),
+            lifecycle_programs(),
+            true,
+        ),
+    ];
+    for (name, payloads, programs, birthdays) in cases {
+        let program = programs.get(0).cloned().unwrap_or_else(|| panic!("program"));
+        let settings = Settings::default();
         let mut group = c.benchmark_group(format!("score/{name}"));
         group.throughput(Throughput::Elements(1));
         for encode in [false, true] {
             let mut decoder = Decoder::new(DEFAULT_MAX_MESSAGE_BYTES);
             let mut store = MemoryStore::new();
+            if birthdays {
+                // Every member has a birthday in November, so windows open and
+                // close as the simulated years go by.
+                for (n, payload) in payloads.iter().enumerate() {
+                    if let Some(member) = decoder.decode(payload, &programs).ok().and_then(|e| e.member_id) {
+                        store.member(&program.id, member).0.birthday = Some((11, (n % 28) as u8 + 1));
+                    }
+                }
+            }
             let mut outcome = Outcome::default();
             let mut reward = Vec::with_capacity(2048);
             let mut n: i64 = 0;

@@ -17,9 +17,9 @@ use serde_json::{Value, json};
 use loyalty_scorer::pipeline::{Disposition, Scorer, Sink};
 use loyalty_scorer::rules::engine::Settings;
 use loyalty_scorer::rules::model::*;
-use proptest::test_runner::TestCaseError;
 use loyalty_scorer::rules::{Program, ProgramSet};
 use loyalty_scorer::state::memory::MemoryStore;
+use proptest::test_runner::TestCaseError;
 
 fn dec(s: &str) -> Decimal {
     s.parse().expect("decimal")
@@ -117,8 +117,15 @@ enum Step {
     },
     /// Repeats an earlier step's event id verbatim.
     Repeat(usize),
-    Profile { member: u8, month: u8, day: u8 },
-    Adjust { member: u8, points: i32 },
+    Profile {
+        member: u8,
+        month: u8,
+        day: u8,
+    },
+    Adjust {
+        member: u8,
+        points: i32,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {

@@ -7,6 +7,12 @@
 use crate::event::Micros;
 use crate::state::{Lot, MemberState};
 
+/// The points of `lots`, for checking the running totals.
+#[cfg(debug_assertions)]
+fn total(lots: &[Lot]) -> i64 {
+    lots.iter().fold(0i64, |sum, l| sum.saturating_add(l.points))
+}
+
 /// Inserts `lot` after every lot earned at or before it.
 fn insert_ordered(lots: &mut Vec<Lot>, lot: Lot) {
     let pos = lots.partition_point(|l| l.earned_at <= lot.earned_at);
@@ -23,12 +29,16 @@ fn take(lot: &mut Lot, wanted: i64) -> i64 {
 impl MemberState {
     /// Available points minus the debt.
     pub fn balance(&self) -> i64 {
-        self.lots.iter().fold(0i64, |sum, l| sum.saturating_add(l.points)).saturating_sub(self.debt)
+        #[cfg(debug_assertions)]
+        debug_assert_eq!(self.held.0, total(&self.lots), "running total of available lots");
+        self.held.0.saturating_sub(self.debt)
     }
 
     /// Points waiting for their release.
     pub fn pending_points(&self) -> i64 {
-        self.pending.iter().fold(0i64, |sum, l| sum.saturating_add(l.points))
+        #[cfg(debug_assertions)]
+        debug_assert_eq!(self.held.1, total(&self.pending), "running total of pending lots");
+        self.held.1
     }
 
     /// Makes the pending lots due at or before `now` available, for good.
@@ -40,6 +50,8 @@ impl MemberState {
         while i < self.pending.len() {
             if self.pending[i].release_at <= now {
                 let lot = self.pending.remove(i);
+                self.held.1 = self.held.1.saturating_sub(lot.points);
+                self.held.0 = self.held.0.saturating_add(lot.points);
                 insert_ordered(&mut self.lots, lot);
             } else {
                 i += 1;
@@ -51,10 +63,12 @@ impl MemberState {
     /// a prefix of each list since `expired` is monotonic in `earned_at`.
     /// Returns the points removed.
     pub fn expire_where(&mut self, expired: impl Fn(&Lot) -> bool) -> i64 {
-        let mut removed = 0;
-        for lots in [&mut self.lots, &mut self.pending] {
+        let mut removed: i64 = 0;
+        for (lots, held) in [(&mut self.lots, &mut self.held.0), (&mut self.pending, &mut self.held.1)] {
             let count = lots.partition_point(&expired);
-            removed = lots.drain(..count).fold(removed, |sum: i64, l| sum.saturating_add(l.points));
+            let points = lots.drain(..count).fold(0i64, |sum, l| sum.saturating_add(l.points));
+            *held = held.saturating_sub(points);
+            removed = removed.saturating_add(points);
         }
         removed
     }
@@ -70,8 +84,10 @@ impl MemberState {
         }
         let lot = Lot { points: rest, ..lot };
         if lot.release_at > lot.earned_at {
+            self.held.1 = self.held.1.saturating_add(rest);
             insert_ordered(&mut self.pending, lot);
         } else {
+            self.held.0 = self.held.0.saturating_add(rest);
             insert_ordered(&mut self.lots, lot);
         }
     }
@@ -84,7 +100,9 @@ impl MemberState {
         let mut left = points;
         if let Some(at) = own_pending {
             if let Some(i) = self.pending.iter().position(|l| l.earned_at == at) {
-                left -= take(&mut self.pending[i], left);
+                let taken = take(&mut self.pending[i], left);
+                left -= taken;
+                self.held.1 -= taken;
                 if self.pending[i].points == 0 {
                     self.pending.remove(i);
                 }
@@ -95,7 +113,9 @@ impl MemberState {
             if left == 0 {
                 break;
             }
-            left -= take(lot, left);
+            let taken = take(lot, left);
+            left -= taken;
+            self.held.0 -= taken;
             if lot.points == 0 {
                 spent += 1;
             }

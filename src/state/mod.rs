@@ -64,6 +64,10 @@ pub struct MemberState {
     pub lots: Vec<Lot>,
     /// Points earned by purchases that wait for the return window to close.
     pub pending: Vec<Lot>,
+    /// The points of `lots` and of `pending`, kept by every change to them
+    /// (the only writers are in `lots.rs`) so the balance costs nothing for a
+    /// member holding hundreds of lots.
+    pub held: (i64, i64),
     pub debt: i64,
     /// Latest `occurred_at` of a scored purchase or accepted redemption.
     pub last_activity: Option<Micros>,
