@@ -4,17 +4,24 @@
 //! `earned_at`, no empty lot, and debt only once the available lots are
 //! spent. Expiry and release never touch the debt.
 
+use std::collections::VecDeque;
+
 use crate::event::Micros;
 use crate::state::{Lot, MemberState};
 
 /// The points of `lots`, for checking the running totals.
 #[cfg(debug_assertions)]
-fn total(lots: &[Lot]) -> i64 {
+fn total(lots: &VecDeque<Lot>) -> i64 {
     lots.iter().fold(0i64, |sum, l| sum.saturating_add(l.points))
 }
 
 /// Inserts `lot` after every lot earned at or before it.
-fn insert_ordered(lots: &mut Vec<Lot>, lot: Lot) {
+fn insert_ordered(lots: &mut VecDeque<Lot>, lot: Lot) {
+    // Events mostly arrive in time order: the new lot is usually the newest.
+    if lots.back().is_none_or(|last| last.earned_at <= lot.earned_at) {
+        lots.push_back(lot);
+        return;
+    }
     let pos = lots.partition_point(|l| l.earned_at <= lot.earned_at);
     lots.insert(pos, lot);
 }
@@ -43,13 +50,23 @@ impl MemberState {
 
     /// Makes the pending lots due at or before `now` available, for good.
     pub fn release(&mut self, now: Micros) {
+        // With one pending period for all lots, release order is earning
+        // order: the due lots are a prefix.
+        while self.pending.front().is_some_and(|l| l.release_at <= now) {
+            let Some(lot) = self.pending.pop_front() else { break };
+            self.held.1 = self.held.1.saturating_sub(lot.points);
+            self.held.0 = self.held.0.saturating_add(lot.points);
+            insert_ordered(&mut self.lots, lot);
+        }
+        // A lot earned under a shorter pending period (the rules changed)
+        // can be due behind one that is not.
         if self.pending.iter().all(|l| l.release_at > now) {
             return;
         }
         let mut i = 0;
         while i < self.pending.len() {
             if self.pending[i].release_at <= now {
-                let lot = self.pending.remove(i);
+                let Some(lot) = self.pending.remove(i) else { break };
                 self.held.1 = self.held.1.saturating_sub(lot.points);
                 self.held.0 = self.held.0.saturating_add(lot.points);
                 insert_ordered(&mut self.lots, lot);

@@ -10,6 +10,8 @@
 mod lots;
 pub mod memory;
 
+use std::collections::VecDeque;
+
 use hashbrown::HashMap;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -60,10 +62,11 @@ pub struct MemberState {
     pub lifetime_spend: Decimal,
     /// Qualifying spend by local month (`year * 12 + month0`), ascending.
     pub monthly_spend: Vec<(i32, Decimal)>,
-    /// Available points.
-    pub lots: Vec<Lot>,
+    /// Available points. A deque: expiry drains the oldest lots from the
+    /// front, where a vector would shift all the others.
+    pub lots: VecDeque<Lot>,
     /// Points earned by purchases that wait for the return window to close.
-    pub pending: Vec<Lot>,
+    pub pending: VecDeque<Lot>,
     /// The points of `lots` and of `pending`, kept by every change to them
     /// (the only writers are in `lots.rs`) so the balance costs nothing for a
     /// member holding hundreds of lots.
