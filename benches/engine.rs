@@ -24,6 +24,7 @@ use serde::Deserialize;
 
 use loyalty_scorer::decode::{DEFAULT_MAX_MESSAGE_BYTES, Decoder, parse_timestamp};
 use loyalty_scorer::event::Micros;
+use loyalty_scorer::outcome::RewardView;
 use loyalty_scorer::output::write_reward;
 use loyalty_scorer::rules::engine::{Outcome, Settings, apply};
 use loyalty_scorer::rules::{ProgramSet, load};
@@ -197,7 +198,8 @@ fn score(c: &mut Criterion) {
                     apply(&program, &settings, state, budgets, &event, &mut outcome);
                     if encode {
                         reward.clear();
-                        write_reward(&mut reward, &program, &event, &outcome);
+                        let view = RewardView::new(&program, &event, &outcome);
+                        write_reward(&mut reward, &program, event.event_id, member, &view);
                     }
                     black_box((&outcome.points, &reward));
                 })

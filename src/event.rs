@@ -8,7 +8,7 @@
 use rust_decimal::Decimal;
 
 /// What happened at the till.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Kind {
     Purchase,
     Refund,

@@ -16,6 +16,7 @@
 pub mod commands;
 pub mod decode;
 pub mod event;
+pub mod outcome;
 pub mod output;
 pub mod pipeline;
 pub mod rules;

@@ -10,9 +10,8 @@ use std::io::Write;
 use rust_decimal::{Decimal, RoundingStrategy};
 
 use crate::decode::DecodeError;
-use crate::event::Event;
+use crate::outcome::{Line, RewardView, Status};
 use crate::rules::Program;
-use crate::rules::engine::{Line, Outcome, Status};
 
 /// Appends `s` as a JSON string literal.
 pub fn write_str(buf: &mut Vec<u8>, s: &str) {
@@ -71,6 +70,10 @@ fn write_key(buf: &mut Vec<u8>, key: &str) {
 /// `qualifying_spend`.
 pub fn money(d: Decimal) -> Decimal {
     let mut d = d.round_dp_with_strategy(2, RoundingStrategy::MidpointNearestEven);
+    if d.is_zero() {
+        // A zero reached by subtraction may carry a sign: never print "-0.00".
+        d = Decimal::ZERO;
+    }
     d.rescale(2);
     d
 }
@@ -83,31 +86,31 @@ fn write_line_name(buf: &mut Vec<u8>, program: &Program, line: Line) {
         Line::Redeem => write_str(buf, "redeem"),
         Line::Refund => write_str(buf, "refund"),
         Line::Adjust => write_str(buf, "adjust"),
-        Line::Tier(i) => write_prefixed(buf, "tier:", &program.tiers[i].name),
-        Line::Rule(i) => write_str(buf, &program.rules[i].id),
+        Line::Tier(i) => write_prefixed(buf, "tier:", tier_name(program, i)),
+        Line::Rule(i) => write_str(buf, rule_id(program, i)),
     }
 }
 
-/// Appends the reward event of a new outcome (one JSON object, no newline).
-pub fn write_reward(buf: &mut Vec<u8>, program: &Program, event: &Event<'_>, outcome: &Outcome) {
+/// Appends the reward event of `record` (one JSON object, no newline): the
+/// same bytes on first emission and on every repeat. `program` is the one
+/// whose `rules_version` the view carries.
+pub fn write_reward(buf: &mut Vec<u8>, program: &Program, event_id: &str, member_id: &str, record: &RewardView<'_>) {
     buf.extend_from_slice(b"{\"reward_id\":");
-    write_prefixed(buf, "r:", event.event_id);
+    write_prefixed(buf, "r:", event_id);
     write_key(buf, "event_id");
-    write_str(buf, event.event_id);
-    if let Some(member) = event.member_id {
-        write_key(buf, "member_id");
-        write_str(buf, member);
-    }
+    write_str(buf, event_id);
+    write_key(buf, "member_id");
+    write_str(buf, member_id);
     write_key(buf, "program");
     write_str(buf, &program.id);
-    if let Some(merchant) = event.merchant_id {
+    if let Some(merchant) = record.merchant_id {
         write_key(buf, "merchant_id");
         write_str(buf, merchant);
     }
     write_key(buf, "kind");
-    write_str(buf, event.kind.as_str());
+    write_str(buf, record.kind.as_str());
     write_key(buf, "status");
-    match outcome.status {
+    match record.status {
         Status::Scored => write_str(buf, "scored"),
         Status::Rejected => {
             write_str(buf, "rejected");
@@ -116,22 +119,22 @@ pub fn write_reward(buf: &mut Vec<u8>, program: &Program, event: &Event<'_>, out
         }
     }
     write_key(buf, "occurred_at");
-    write_str(buf, event.occurred_at_raw);
-    if outcome.original_unknown {
+    write_str(buf, record.occurred_at);
+    if record.original_unknown {
         write_key(buf, "original");
         write_str(buf, "unknown");
     }
     write_key(buf, "points");
-    write_int(buf, outcome.points);
+    write_int(buf, record.points);
     write_key(buf, "balance");
-    write_int(buf, outcome.balance);
-    if program.pending_days.is_some() {
+    write_int(buf, record.balance);
+    if let Some(pending) = record.pending {
         write_key(buf, "pending");
-        write_int(buf, outcome.pending);
+        write_int(buf, pending);
     }
     write_key(buf, "breakdown");
     buf.push(b'[');
-    for (n, &(line, points)) in outcome.lines.iter().enumerate() {
+    for (n, &(line, points)) in record.lines.iter().enumerate() {
         if n > 0 {
             buf.push(b',');
         }
@@ -144,23 +147,23 @@ pub fn write_reward(buf: &mut Vec<u8>, program: &Program, event: &Event<'_>, out
     buf.push(b']');
     write_key(buf, "tier");
     buf.extend_from_slice(b"{\"before\":");
-    write_str(buf, &program.tiers[outcome.tier_before].name);
+    write_str(buf, tier_name(program, record.tier_before));
     write_key(buf, "after");
-    write_str(buf, &program.tiers[outcome.tier_after].name);
+    write_str(buf, tier_name(program, record.tier_after));
     buf.push(b'}');
     write_key(buf, "qualifying_spend");
     buf.push(b'"');
     // Writing a Decimal into a Vec cannot fail.
-    let _ = write!(buf, "{}", money(outcome.qualifying_spend));
+    let _ = write!(buf, "{}", money(record.qualifying_spend));
     buf.push(b'"');
     write_key(buf, "stamps");
     buf.push(b'[');
-    for (n, touch) in outcome.stamps.iter().enumerate() {
+    for (n, touch) in record.stamps.iter().enumerate() {
         if n > 0 {
             buf.push(b',');
         }
         buf.extend_from_slice(b"{\"card\":");
-        write_str(buf, &program.rules[touch.rule].id);
+        write_str(buf, rule_id(program, touch.rule));
         write_key(buf, "stamps");
         write_int(buf, i64::from(touch.stamps));
         write_key(buf, "completed");
@@ -170,7 +173,7 @@ pub fn write_reward(buf: &mut Vec<u8>, program: &Program, event: &Event<'_>, out
     buf.push(b']');
     write_key(buf, "rewards");
     buf.push(b'[');
-    for (n, &rule) in outcome.gifts.iter().enumerate() {
+    for (n, &rule) in record.gifts.iter().enumerate() {
         if n > 0 {
             buf.push(b',');
         }
@@ -178,8 +181,18 @@ pub fn write_reward(buf: &mut Vec<u8>, program: &Program, event: &Event<'_>, out
     }
     buf.push(b']');
     write_key(buf, "rules_version");
-    write_str(buf, &program.version);
+    write_str(buf, record.rules_version);
     buf.push(b'}');
+}
+
+/// Names by index; an index the program does not have (a record written
+/// under other rules) renders as empty rather than panicking.
+fn tier_name(program: &Program, index: usize) -> &str {
+    program.tiers.get(index).map_or("", |t| t.name.as_str())
+}
+
+fn rule_id(program: &Program, index: usize) -> &str {
+    program.rules.get(index).map_or("", |r| r.id.as_str())
 }
 
 /// The gift a rule awards, if any.
@@ -231,9 +244,17 @@ mod tests {
 
     #[test]
     fn money_rounds_half_even_to_two_places() {
-        for (v, want) in [("1.005", "1.00"), ("1.015", "1.02"), ("3", "3.00"), ("0.125", "0.12"), ("-1.5", "-1.50")] {
+        for (v, want) in [
+            ("1.005", "1.00"),
+            ("1.015", "1.02"),
+            ("3", "3.00"),
+            ("0.125", "0.12"),
+            ("-1.5", "-1.50"),
+            ("-0.001", "0.00"),
+        ] {
             let d: Decimal = v.parse().unwrap_or_default();
             assert_eq!(money(d).to_string(), want);
+            assert_eq!(money(-Decimal::ZERO).to_string(), "0.00");
         }
     }
 }

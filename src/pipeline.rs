@@ -13,10 +13,12 @@ use std::io::{self, BufRead};
 
 use crate::decode::{DecodeError, Decoder};
 use crate::event::Event;
+use crate::outcome::{Outcome, RewardView};
 use crate::output;
-use crate::rules::engine::{self, Outcome, Settings};
+use crate::rules::engine::{self, Settings};
 use crate::rules::{Program, ProgramSet};
-use crate::state::{EventRecord, StateStore};
+use crate::state::StateStore;
+use crate::state::codec::StoredEvent;
 
 /// What became of one message.
 #[derive(Debug)]
@@ -98,17 +100,19 @@ impl<S: StateStore> Scorer<S> {
             return sink.accept(position, message, Disposition::Anonymous { program });
         };
         let (state, budgets) = self.store.member(&program.id, member_id);
-        if let Some(record) = state.events.get(event.event_id) {
-            return sink.accept(position, message, Disposition::Repeat { program, reward: &record.reward });
+        self.reward.clear();
+        if let Some(stored) = state.events.get(event.event_id) {
+            let record = stored.decode().map_err(io::Error::other)?;
+            // Records are rendered with the program they were scored under.
+            let scored_under = self.programs.version(&program.id, &record.reward.rules_version).unwrap_or(program);
+            output::write_reward(&mut self.reward, scored_under, event.event_id, member_id, &record.reward.view());
+            return sink.accept(position, message, Disposition::Repeat { program, reward: &self.reward });
         }
         engine::apply(program, &self.settings, state, budgets, &event, &mut self.outcome);
-        self.reward.clear();
-        output::write_reward(&mut self.reward, program, &event, &self.outcome);
-        let reward: Box<[u8]> = self.reward.as_slice().into();
-        state.events.insert(
-            event.event_id.into(),
-            EventRecord { occurred_at: event.occurred_at, reward, purchase: self.outcome.purchase },
-        );
+        let view = RewardView::new(program, &event, &self.outcome);
+        output::write_reward(&mut self.reward, program, event.event_id, member_id, &view);
+        let stored = StoredEvent::encode(event.occurred_at, &view, self.outcome.purchase.as_ref());
+        state.events.insert(event.event_id.into(), stored);
         self.since_prune += 1;
         if self.since_prune >= self.prune_every {
             self.since_prune = 0;

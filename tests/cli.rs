@@ -251,3 +251,22 @@ fn simulate_refuses_a_candidate_for_another_program() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("\"citypoints\" matches no --rules program (acme)"), "{}", text(&out.stderr));
 }
+
+#[test]
+fn a_refunded_zero_spend_never_prints_negative_zero() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("events.jsonl");
+    std::fs::write(
+        &input,
+        "{\"event_id\":\"A\",\"member_id\":\"M\",\"occurred_at\":\"2026-11-02T08:15:00Z\",\"currency\":\"EUR\",\"total\":\"30\",\"items\":[{\"category\":\"tobacco\",\"amount\":\"30\"}]}\n\
+         {\"event_id\":\"B\",\"kind\":\"refund\",\"original_event_id\":\"A\",\"member_id\":\"M\",\"occurred_at\":\"2026-11-03T08:15:00Z\",\"currency\":\"EUR\",\"total\":\"10\"}\n\
+         {\"event_id\":\"C\",\"kind\":\"refund\",\"original_event_id\":\"A\",\"member_id\":\"M\",\"occurred_at\":\"2026-11-03T09:15:00Z\",\"currency\":\"EUR\",\"total\":\"20\"}\n",
+    )
+    .expect("write");
+    let out =
+        run(bin().args(["score", "--rules"]).arg(root().join("config/rules/acme.toml")).arg("--input").arg(&input));
+    assert!(out.status.success());
+    let rewards: Vec<Value> = text(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    assert_eq!(rewards.len(), 3);
+    assert!(rewards.iter().all(|r| r["qualifying_spend"] == "0.00"), "{rewards:?}");
+}

@@ -12,9 +12,11 @@
 use rust_decimal::Decimal;
 
 use crate::event::{Event, Kind, Micros};
+pub use crate::outcome::{Line, Outcome, StampTouch, Status};
 use crate::rules::model::{Basis, Downgrade, ExpiryMode, Filters, Period, Program, Rule, RuleKind, StampCount};
 use crate::rules::round::{MAX_LINE_POINTS, product, scaled};
 use crate::rules::time::{Local, day_number};
+use crate::state::codec::StoredEvent;
 use crate::state::{Budgets, Lot, MemberState, PurchaseRecord};
 
 /// A reward event lists at most this many copies of one rule's gift (a
@@ -32,93 +34,6 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self { retention_days: 90 }
-    }
-}
-
-/// One line of the breakdown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Line {
-    Expired,
-    Base,
-    /// The tier bonus of `Program::tiers[i]`.
-    Tier(usize),
-    /// The bonus rule `Program::rules[i]`.
-    Rule(usize),
-    Redeem,
-    Refund,
-    /// A manual adjustment.
-    Adjust,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Status {
-    #[default]
-    Scored,
-    /// A redeem the balance does not cover.
-    Rejected,
-}
-
-/// A stamp card this event touched.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StampTouch {
-    /// Index of the stamp card rule.
-    pub rule: usize,
-    /// Stamps on the card after the event.
-    pub stamps: u32,
-    /// Cards completed by this event.
-    pub completed: u32,
-}
-
-/// What one event did: the content of its reward event, and the figures
-/// reports aggregate.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Outcome {
-    pub status: Status,
-    /// A refund whose original purchase is not known.
-    pub original_unknown: bool,
-    /// Breakdown in evaluation order; lines with 0 points are kept here and
-    /// left out of the reward event.
-    pub lines: Vec<(Line, i64)>,
-    /// Gifts unlocked, as indexes of the rules that award them, in order.
-    pub gifts: Vec<usize>,
-    pub stamps: Vec<StampTouch>,
-    pub tier_before: usize,
-    pub tier_after: usize,
-    pub qualifying_spend: Decimal,
-    /// Net change of `balance + pending`: the sum of `lines`.
-    pub points: i64,
-    pub balance: i64,
-    /// Pending points after the event.
-    pub pending: i64,
-    /// Points expired because the member was inactive (part of `expired`).
-    pub expired_inactive: i64,
-    /// Birthday bonuses awarded (rule indexes).
-    pub birthdays: Vec<usize>,
-    /// Purchase: its eligible spend. Refund: the qualifying spend it removed.
-    pub spend: Decimal,
-    /// Set for a scored purchase: what its refunds will need.
-    pub purchase: Option<PurchaseRecord>,
-}
-
-impl Outcome {
-    fn clear(&mut self) {
-        self.status = Status::Scored;
-        self.original_unknown = false;
-        self.lines.clear();
-        self.gifts.clear();
-        self.stamps.clear();
-        self.birthdays.clear();
-        self.spend = Decimal::ZERO;
-        self.expired_inactive = 0;
-        self.purchase = None;
-    }
-
-    /// Points issued by earning lines (base, tier bonus, bonus rules).
-    pub fn issued(&self) -> i64 {
-        self.lines
-            .iter()
-            .filter(|(l, _)| matches!(l, Line::Base | Line::Tier(_) | Line::Rule(_)))
-            .fold(0i64, |sum, (_, p)| sum.saturating_add(*p))
     }
 }
 
@@ -548,18 +463,23 @@ fn refund(
     out: &mut Outcome,
 ) {
     let horizon = Micros(event.occurred_at.0.saturating_sub(settings.retention_days.saturating_mul(Micros::PER_DAY)));
-    let known = event.original_event_id.and_then(|id| state.events.get(id)).filter(|r| r.occurred_at >= horizon);
-    let original_at = known.map(|r| r.occurred_at);
-    let original = known.and_then(|r| r.purchase);
-    let Some(mut record) = original else {
+    // A record that does not decode is treated as an unknown original
+    // rather than failing the event: the refund is still reversed at the
+    // program's rate.
+    let known = event
+        .original_event_id
+        .and_then(|id| state.events.get(id))
+        .and_then(|r| r.decode().ok())
+        .filter(|r| r.occurred_at >= horizon)
+        .and_then(|r| r.purchase.map(|p| (r, p)));
+    let Some((mut known, mut record)) = known else {
         out.original_unknown = true;
         let points = program.rounding.points(product(event.total, program.points_per_unit));
         state.debit(points, None);
         push_line(out, Line::Refund, -points);
         return;
     };
-    let original_at = original_at.unwrap_or(event.occurred_at);
-
+    let original_at = known.occurred_at;
     let remaining_total = record.total - record.refunded;
     let amount = event.total.min(remaining_total);
     let (points, spend) = if amount >= remaining_total {
@@ -579,10 +499,9 @@ fn refund(
     record.refunded += amount;
     record.points_reversed += points;
     record.spend_reversed += spend;
-    if let Some(id) = event.original_event_id {
-        if let Some(r) = state.events.get_mut(id) {
-            r.purchase = Some(record);
-        }
+    known.purchase = Some(record);
+    if let Some(r) = event.original_event_id.and_then(|id| state.events.get_mut(id)) {
+        *r = StoredEvent::from_record(&known);
     }
 
     state.debit(points, Some(original_at));

@@ -90,14 +90,9 @@ impl Run {
     fn score(&mut self, event: Event<'_>) -> Outcome {
         let mut out = Outcome::default();
         apply(&self.program, &self.settings, &mut self.state, &mut self.budgets, &event, &mut out);
-        self.state.events.insert(
-            event.event_id.into(),
-            crate::state::EventRecord {
-                occurred_at: event.occurred_at,
-                reward: Box::default(),
-                purchase: out.purchase,
-            },
-        );
+        let view = crate::outcome::RewardView::new(&self.program, &event, &out);
+        let stored = crate::state::codec::StoredEvent::encode(event.occurred_at, &view, out.purchase.as_ref());
+        self.state.events.insert(event.event_id.into(), stored);
         out
     }
 }

@@ -250,6 +250,11 @@ impl ProgramSet {
         self.programs.get(index)
     }
 
+    /// The program `id` at `rules_version`, if this set serves it.
+    pub fn version(&self, id: &str, rules_version: &str) -> Option<&Program> {
+        self.programs.iter().find(|p| p.id == id && p.version == rules_version).map(|p| p.as_ref())
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Program>> {
         self.programs.iter()
     }

@@ -57,9 +57,12 @@ impl StateStore for MemoryStore {
     fn prune(&mut self, retention_days: i64) {
         for members in self.members.values_mut() {
             for state in members.values_mut() {
-                let Some(newest) = state.events.values().map(|r| r.occurred_at).max() else { continue };
+                // A record this store wrote always decodes; one that does not
+                // is kept rather than silently dropped.
+                let at = |r: &crate::state::codec::StoredEvent| r.occurred_at().unwrap_or(Micros(i64::MAX));
+                let Some(newest) = state.events.values().map(at).max() else { continue };
                 let horizon = Micros(newest.0.saturating_sub(retention_days.saturating_mul(Micros::PER_DAY)));
-                state.events.retain(|_, r| r.occurred_at >= horizon);
+                state.events.retain(|_, r| at(r) >= horizon);
             }
         }
     }

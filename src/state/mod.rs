@@ -7,6 +7,7 @@
 //! by `earned_at` (ties in insertion order), every lot holds a positive number
 //! of points, and `debt > 0` only when no available lot is left to pay it from.
 
+pub mod codec;
 mod lots;
 pub mod memory;
 
@@ -17,6 +18,8 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::event::Micros;
+use crate::outcome::RewardRecord;
+use crate::state::codec::StoredEvent;
 
 /// Points earned at one time, spent oldest first and expired together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,8 +51,8 @@ pub struct PurchaseRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventRecord {
     pub occurred_at: Micros,
-    /// The reward event (JSON, UTF-8), as first emitted.
-    pub reward: Box<[u8]>,
+    /// What the reward event is made of, as first emitted.
+    pub reward: RewardRecord,
     /// Present for scored purchases.
     pub purchase: Option<PurchaseRecord>,
 }
@@ -87,8 +90,8 @@ pub struct MemberState {
     pub daily_earned: Vec<(i32, i64)>,
     /// Stamps carried over, by stamp card rule id.
     pub stamps: Vec<(String, u32)>,
-    /// Outcomes by `event_id`, within the retention window.
-    pub events: HashMap<Box<str>, EventRecord>,
+    /// Outcomes by `event_id`, within the retention window, encoded.
+    pub events: HashMap<Box<str>, StoredEvent>,
 }
 
 /// Promotion budgets: one counter per budgeted rule, shared by all members.
