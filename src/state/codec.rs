@@ -17,9 +17,30 @@ use rust_decimal::Decimal;
 
 use crate::event::{Kind, Micros};
 use crate::outcome::{Line, RewardRecord, RewardView, StampTouch, Status};
-use crate::state::{EventRecord, PurchaseRecord};
+use crate::state::{EventRecord, MemberState, PurchaseRecord};
 
 const FORMAT: u8 = 1;
+
+/// Format byte of an encoded member state.
+const STATE_FORMAT: u8 = 1;
+
+/// A member's state as bytes (a format byte, then postcard: varints and
+/// length-prefixed fields; event records inside are already compact).
+pub fn encode_state(state: &MemberState) -> Vec<u8> {
+    let mut out = vec![STATE_FORMAT];
+    // Serializing plain data into a vector cannot fail.
+    if let Ok(bytes) = postcard::to_allocvec(state) {
+        out.extend_from_slice(&bytes);
+    }
+    out
+}
+
+pub fn decode_state(bytes: &[u8]) -> Result<MemberState, CorruptRecord> {
+    match bytes.split_first() {
+        Some((&STATE_FORMAT, rest)) => postcard::from_bytes(rest).map_err(|_| CorruptRecord(1)),
+        _ => Err(CorruptRecord(0)),
+    }
+}
 
 /// A record that cannot be read back: the store holds something this
 /// version did not write.
@@ -497,6 +518,21 @@ mod tests {
         let stored = StoredEvent::from_record(&r);
         assert!(stored.0.len() <= 72, "{} bytes", stored.0.len());
         assert_eq!(stored.decode(), Ok(r));
+    }
+
+    #[test]
+    fn member_states_round_trip() {
+        let mut state = MemberState { tier: "silver".into(), debt: 5, purchases: 3, ..MemberState::default() };
+        state.credit(40, crate::state::Lot { earned_at: Micros(10), month: 1, release_at: Micros(10), points: 0 });
+        state.credit(7, crate::state::Lot { earned_at: Micros(20), month: 1, release_at: Micros(99), points: 0 });
+        state.birthday = Some((2, 29));
+        state.stamps.push(("card".into(), 3));
+        let r = record("2026-11-02T08:15:00Z", "0c7b4d85e48ce39e", true);
+        state.events.insert("E1".into(), StoredEvent::from_record(&r));
+        let bytes = encode_state(&state);
+        assert_eq!(decode_state(&bytes), Ok(state));
+        assert!(decode_state(&bytes[..bytes.len() - 1]).is_err());
+        assert!(decode_state(&[]).is_err());
     }
 
     #[test]

@@ -94,6 +94,58 @@ pub struct MemberState {
     pub events: HashMap<Box<str>, StoredEvent>,
 }
 
+/// One member of one program: what a store files a state under.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MemberKey {
+    pub program: String,
+    pub member: String,
+}
+
+/// A member's state as loaded, with the version it was stored at (0: the
+/// member is new, nothing is stored).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Versioned {
+    pub version: u64,
+    pub state: MemberState,
+}
+
+/// One state to write: only if the stored version is still `expected`,
+/// which makes the write `expected + 1`.
+#[derive(Debug, Clone, Copy)]
+pub struct Write<'a> {
+    pub key: &'a MemberKey,
+    pub expected: u64,
+    pub state: &'a MemberState,
+    /// Let the store drop the state after this long without a write.
+    pub ttl_ms: Option<u64>,
+}
+
+/// Why a store could not serve a batch.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot be reached or answered with a transient error:
+    /// retry the batch later, nothing was applied that a retry would repeat.
+    #[error("state store unavailable: {0}")]
+    Unavailable(String),
+    /// The store holds something this version cannot read, or answered
+    /// something impossible: a broken invariant.
+    #[error("state store corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// A store that serves whole batches: one round trip to load the members of
+/// a batch, one to write them back (per cluster node), with optimistic
+/// concurrency so two scorers touching one member never lose an update.
+pub trait BatchStore {
+    /// The states of `keys`, in order; new members come back empty at version 0.
+    fn load(&mut self, keys: &[MemberKey]) -> impl Future<Output = Result<Vec<Versioned>, StoreError>>;
+
+    /// Writes each state whose stored version still equals its `expected`;
+    /// `true` where written, `false` where another writer came first (the
+    /// caller reloads that member and evaluates its events again).
+    fn apply(&mut self, writes: &[Write<'_>]) -> impl Future<Output = Result<Vec<bool>, StoreError>>;
+}
+
 /// Promotion budgets: one counter per budgeted rule, shared by all members.
 pub trait Budgets {
     /// Points the rule has awarded so far.
