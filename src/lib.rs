@@ -13,6 +13,7 @@
 //!
 //! [`simulate`] aggregates the outcomes of a run into the cost report.
 
+pub mod batch;
 pub mod commands;
 pub mod decode;
 pub mod event;

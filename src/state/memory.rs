@@ -4,10 +4,12 @@
 use hashbrown::HashMap;
 
 use crate::event::Micros;
-use crate::state::{Budgets, MemberState, StateStore};
+use crate::state::{BatchStore, Budgets, MemberKey, MemberState, StateStore, StoreError, Versioned, Write};
 
 #[derive(Debug, Default)]
 pub struct MemoryStore {
+    /// Versions of the states written through [`BatchStore`].
+    versions: HashMap<(String, String), u64>,
     /// program id -> member id -> state.
     members: HashMap<String, HashMap<String, MemberState>>,
     budgets: BudgetLedger,
@@ -65,5 +67,40 @@ impl StateStore for MemoryStore {
                 state.events.retain(|_, r| at(r) >= horizon);
             }
         }
+    }
+}
+
+/// The embedded store also serves batches, with the same versioned writes
+/// as a shared store: the batch path is tested without a server.
+impl BatchStore for MemoryStore {
+    async fn load(&mut self, keys: &[MemberKey]) -> Result<Vec<Versioned>, StoreError> {
+        Ok(keys
+            .iter()
+            .map(|k| Versioned {
+                version: self.versions.get(&(k.program.clone(), k.member.clone())).copied().unwrap_or(0),
+                state: self.members.get(&k.program).and_then(|m| m.get(&k.member)).cloned().unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    async fn apply(&mut self, writes: &[Write<'_>]) -> Result<Vec<bool>, StoreError> {
+        Ok(writes
+            .iter()
+            .map(|w| {
+                let id = (w.key.program.clone(), w.key.member.clone());
+                let version = self.versions.entry(id).or_insert(0);
+                if *version != w.expected {
+                    return false;
+                }
+                *version += 1;
+                *self
+                    .members
+                    .entry_ref(w.key.program.as_str())
+                    .or_default()
+                    .entry_ref(w.key.member.as_str())
+                    .or_default() = w.state.clone();
+                true
+            })
+            .collect())
     }
 }

@@ -1,0 +1,264 @@
+//! The data path for a batch of messages against a shared store: decode all
+//! -> load their members in one round trip -> evaluate in order, in memory
+//! -> write back in one round trip -> hand dispositions to the sink in input
+//! order.
+//!
+//! Used with stores other scorers share (Redis). Two scorers may touch one
+//! member at once (a consumer-group rebalance): every write is conditional
+//! on the version the state was loaded at, and a member whose write lost the
+//! race is loaded again and its events of the batch evaluated again, so no
+//! update is lost and no event is credited twice. Nothing reaches the sink
+//! before the batch's writes succeeded.
+
+use std::collections::HashMap;
+use std::io;
+
+use crate::decode::{DecodeError, Decoder};
+use crate::event::Event;
+use crate::outcome::{Outcome, RewardView};
+use crate::output;
+use crate::pipeline::{Disposition, Sink};
+use crate::rules::ProgramSet;
+use crate::rules::engine::{self, Settings};
+use crate::state::codec::StoredEvent;
+use crate::state::{BatchStore, Budgets, MemberKey, StoreError, Versioned, Write};
+
+/// How often a batch re-evaluates members whose writes lost a race before
+/// giving up (each round, another scorer made progress on those members).
+const MAX_ROUNDS: usize = 16;
+
+/// Why a batch failed. Nothing of it reached the sink; all of it can be
+/// scored again (repeats are recognised).
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("members kept changing under this batch for {MAX_ROUNDS} rounds")]
+    Contended,
+    #[error(transparent)]
+    Sink(#[from] io::Error),
+}
+
+/// Budgets are not served by shared stores yet: programs with
+/// `budget_points` are refused before a batch scorer is built.
+struct NoBudgets;
+
+impl Budgets for NoBudgets {
+    fn spent(&self, _program: &str, _rule: &str) -> i64 {
+        0
+    }
+
+    fn charge(&mut self, _program: &str, _rule: &str, _points: i64) {}
+}
+
+/// What became of one message of the batch, before it is emitted.
+enum Slot {
+    Dead(DecodeError),
+    Anonymous,
+    /// Index into the batch's members.
+    Member(usize),
+}
+
+/// Scores batches of messages against a [`BatchStore`], reusing its buffers
+/// from batch to batch.
+pub struct BatchScorer {
+    programs: ProgramSet,
+    settings: Settings,
+    max_message_bytes: usize,
+    /// One decoder, outcome and reward buffer per message of a batch.
+    decoders: Vec<Decoder>,
+    outcomes: Vec<Outcome>,
+    rewards: Vec<Vec<u8>>,
+    /// Whether a message's reward is a repeat (first outcome re-emitted).
+    repeats: Vec<bool>,
+}
+
+impl std::fmt::Debug for BatchScorer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchScorer").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+impl BatchScorer {
+    /// `None` when a program uses `budget_points` (not served by shared stores yet).
+    pub fn new(programs: ProgramSet, settings: Settings, max_message_bytes: usize) -> Result<Self, String> {
+        if let Some((program, rule)) =
+            programs.iter().find_map(|p| p.rules.iter().find(|r| r.budget_points.is_some()).map(|r| (p, r)))
+        {
+            return Err(format!(
+                "program {:?} rule {:?} has budget_points, which a shared state store does not serve yet; \
+                 use --state memory for this program",
+                program.id, rule.id
+            ));
+        }
+        Ok(Self {
+            programs,
+            settings,
+            max_message_bytes,
+            decoders: Vec::new(),
+            outcomes: Vec::new(),
+            rewards: Vec::new(),
+            repeats: Vec::new(),
+        })
+    }
+
+    /// Scores `batch` (position, message) and hands every disposition to
+    /// `sink` in input order, once the store holds the batch's effects.
+    pub async fn score_batch<S: BatchStore>(
+        &mut self,
+        store: &mut S,
+        batch: &[(u64, &[u8])],
+        sink: &mut dyn Sink,
+    ) -> Result<(), BatchError> {
+        while self.decoders.len() < batch.len() {
+            self.decoders.push(Decoder::new(self.max_message_bytes));
+            self.outcomes.push(Outcome::default());
+            self.rewards.push(Vec::with_capacity(1024));
+            self.repeats.push(false);
+        }
+        // Split the borrows: events borrow the decoders while the rest is written.
+        let Self { programs, settings, decoders, outcomes, rewards, repeats, .. } = self;
+        let mut work = Work { programs, settings, outcomes, rewards, repeats };
+        let mut events: Vec<Option<Event<'_>>> = Vec::with_capacity(batch.len());
+        let mut slots: Vec<Slot> = Vec::with_capacity(batch.len());
+        for (decoder, (_, message)) in decoders.iter_mut().zip(batch) {
+            match decoder.decode(message, work.programs) {
+                Ok(event) => {
+                    events.push(Some(event));
+                    slots.push(Slot::Anonymous);
+                }
+                Err(error) => {
+                    events.push(None);
+                    slots.push(Slot::Dead(error));
+                }
+            }
+        }
+
+        // The batch's members, in order of first appearance.
+        let mut keys: Vec<MemberKey> = Vec::new();
+        let mut index: HashMap<(usize, &str), usize> = HashMap::new();
+        for (slot, event) in slots.iter_mut().zip(&events) {
+            let Some(event) = event else { continue };
+            let Some(member) = event.member_id else { continue };
+            let next = keys.len();
+            let k = *index.entry((event.program, member)).or_insert(next);
+            if k == next {
+                let program = work.programs.get(event.program).map_or("", |p| p.id.as_str());
+                keys.push(MemberKey { program: program.to_owned(), member: member.to_owned() });
+            }
+            *slot = Slot::Member(k);
+        }
+
+        let mut states = store.load(&keys).await?;
+        let mut pending: Vec<usize> = (0..keys.len()).collect();
+        for _round in 0..MAX_ROUNDS {
+            let loaded: Vec<u64> = states.iter().map(|s| s.version).collect();
+            let changed: Vec<usize> =
+                pending.iter().copied().filter(|&k| work.evaluate_member(k, &slots, &events, &mut states[k])).collect();
+            let writes: Vec<Write<'_>> = changed
+                .iter()
+                .map(|&k| Write { key: &keys[k], expected: loaded[k], state: &states[k].state, ttl_ms: None })
+                .collect();
+            let written = store.apply(&writes).await?;
+            let lost: Vec<usize> = changed.iter().zip(&written).filter(|(_, ok)| !**ok).map(|(&k, _)| k).collect();
+            if lost.is_empty() {
+                return work.emit(batch, &slots, &events, sink);
+            }
+            let reload: Vec<MemberKey> = lost.iter().map(|&k| keys[k].clone()).collect();
+            for (&k, state) in lost.iter().zip(store.load(&reload).await?) {
+                states[k] = state;
+            }
+            pending = lost;
+        }
+        Err(BatchError::Contended)
+    }
+}
+
+/// The per-message buffers of a batch, borrowed apart from its decoders.
+struct Work<'s> {
+    programs: &'s ProgramSet,
+    settings: &'s Settings,
+    outcomes: &'s mut [Outcome],
+    rewards: &'s mut [Vec<u8>],
+    repeats: &'s mut [bool],
+}
+
+impl Work<'_> {
+    /// Evaluates, in input order, the events of member `k` against `state`
+    /// (as loaded), rendering each one's reward into its slot. Whether any
+    /// event was new (the state must be written).
+    fn evaluate_member(
+        &mut self,
+        k: usize,
+        slots: &[Slot],
+        events: &[Option<Event<'_>>],
+        state: &mut Versioned,
+    ) -> bool {
+        let mut changed = false;
+        for (i, slot) in slots.iter().enumerate() {
+            let (Slot::Member(member), Some(event)) = (slot, &events[i]) else { continue };
+            if *member != k {
+                continue;
+            }
+            let Some(program) = self.programs.get(event.program) else { continue };
+            let member_id = event.member_id.unwrap_or_default();
+            let reward = &mut self.rewards[i];
+            reward.clear();
+            if let Some(stored) = state.state.events.get(event.event_id) {
+                // A record this scorer cannot read is a broken store; the
+                // batch fails at emission (the reward stays empty).
+                if let Ok(record) = stored.decode() {
+                    let scored_under =
+                        self.programs.version(&program.id, &record.reward.rules_version).unwrap_or(program);
+                    output::write_reward(reward, scored_under, event.event_id, member_id, &record.reward.view());
+                }
+                self.repeats[i] = true;
+                continue;
+            }
+            changed = true;
+            self.repeats[i] = false;
+            let outcome = &mut self.outcomes[i];
+            engine::apply(program, self.settings, &mut state.state, &mut NoBudgets, event, outcome);
+            let view = RewardView::new(program, event, outcome);
+            output::write_reward(reward, program, event.event_id, member_id, &view);
+            let stored = StoredEvent::encode(event.occurred_at, &view, outcome.purchase.as_ref());
+            state.state.events.insert(event.event_id.into(), stored);
+        }
+        changed
+    }
+
+    fn emit(
+        &self,
+        batch: &[(u64, &[u8])],
+        slots: &[Slot],
+        events: &[Option<Event<'_>>],
+        sink: &mut dyn Sink,
+    ) -> Result<(), BatchError> {
+        for (i, ((position, message), slot)) in batch.iter().zip(slots).enumerate() {
+            let event = events[i].as_ref();
+            let program = event.and_then(|e| self.programs.get(e.program));
+            let disposition = match (slot, program, event) {
+                (Slot::Dead(error), _, _) => Disposition::Dead(error.clone()),
+                (Slot::Anonymous, Some(program), _) => Disposition::Anonymous { program },
+                (Slot::Member(_), Some(program), Some(event)) => {
+                    if self.rewards[i].is_empty() {
+                        return Err(StoreError::Corrupt(format!(
+                            "the record of event {:?} of member {:?} does not decode",
+                            event.event_id,
+                            event.member_id.unwrap_or_default()
+                        ))
+                        .into());
+                    }
+                    if self.repeats[i] {
+                        Disposition::Repeat { program, reward: &self.rewards[i] }
+                    } else {
+                        Disposition::Scored { program, event, outcome: &self.outcomes[i], reward: &self.rewards[i] }
+                    }
+                }
+                _ => return Err(io::Error::other("a decoded event lost its program").into()),
+            };
+            sink.accept(*position, message, disposition)?;
+        }
+        Ok(())
+    }
+}

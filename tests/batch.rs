@@ -1,0 +1,142 @@
+//! The batch path (decode all -> load -> evaluate -> versioned write ->
+//! emit) against the embedded store: the contract's examples at every batch
+//! size, and members changed by another scorer between load and write.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use loyalty_scorer::batch::BatchScorer;
+use loyalty_scorer::output::write_dead_letter;
+use loyalty_scorer::pipeline::{Disposition, Sink};
+use loyalty_scorer::rules::engine::Settings;
+use loyalty_scorer::rules::{ProgramSet, load};
+use loyalty_scorer::state::memory::MemoryStore;
+use loyalty_scorer::state::{BatchStore, MemberKey, StoreError, Versioned, Write};
+
+#[derive(Default)]
+struct Lines {
+    rewards: Vec<Value>,
+    dead: Vec<Value>,
+}
+
+impl Sink for Lines {
+    fn accept(&mut self, position: u64, message: &[u8], d: Disposition<'_>) -> io::Result<()> {
+        match d {
+            Disposition::Scored { reward, .. } | Disposition::Repeat { reward, .. } => {
+                self.rewards.push(serde_json::from_slice(reward).expect("reward JSON"));
+            }
+            Disposition::Anonymous { .. } => {}
+            Disposition::Dead(error) => {
+                let mut line = Vec::new();
+                write_dead_letter(&mut line, position, message, &error);
+                self.dead.push(serde_json::from_slice(&line).expect("dead letter JSON"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn example(name: &str) -> (ProgramSet, Vec<String>, Vec<Value>, Vec<Value>) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    let program = load::load_str("rules.toml", &read("rules.toml")).unwrap();
+    let programs = ProgramSet::new(vec![Arc::new(program)]).unwrap();
+    let json = |text: String| -> Vec<Value> {
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                let mut v: Value = serde_json::from_str(l).unwrap();
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("rules_version");
+                }
+                v
+            })
+            .collect()
+    };
+    let events = read("events.jsonl").lines().map(str::to_owned).collect();
+    (programs, events, json(read("expected-rewards.jsonl")), json(read("expected-dlq.jsonl")))
+}
+
+async fn score<S: BatchStore>(programs: &ProgramSet, lines: &[String], size: usize, store: &mut S) -> Lines {
+    let mut scorer = BatchScorer::new(programs.clone(), Settings::default(), 65536).unwrap();
+    let mut sink = Lines::default();
+    let numbered: Vec<(u64, &[u8])> = lines.iter().enumerate().map(|(n, l)| (n as u64 + 1, l.as_bytes())).collect();
+    for chunk in numbered.chunks(size) {
+        scorer.score_batch(store, chunk, &mut sink).await.unwrap();
+    }
+    for r in &mut sink.rewards {
+        r.as_object_mut().unwrap().remove("rules_version");
+    }
+    sink
+}
+
+#[tokio::test]
+async fn examples_at_every_batch_size() {
+    for name in ["basic", "lifecycle"] {
+        let (programs, events, rewards, dead) = example(name);
+        for size in [1, 2, 3, 7, 64] {
+            let out = score(&programs, &events, size, &mut MemoryStore::new()).await;
+            assert_eq!(out.rewards, rewards, "{name} in batches of {size}");
+            assert_eq!(out.dead, dead, "{name} in batches of {size}");
+        }
+    }
+}
+
+#[test]
+fn programs_with_budgets_are_refused_for_now() {
+    let (programs, ..) = example("coalition");
+    let error = BatchScorer::new(programs, Settings::default(), 65536).unwrap_err();
+    assert!(error.contains("weekend-breakfast") && error.contains("budget_points"), "{error}");
+}
+
+/// A store where another scorer changes a member between this scorer's
+/// load and its write, once per member (it credits 1,000 points of its own):
+/// every first write loses the race.
+struct Raced {
+    inner: MemoryStore,
+    raced: Vec<MemberKey>,
+}
+
+impl BatchStore for Raced {
+    async fn load(&mut self, keys: &[MemberKey]) -> Result<Vec<Versioned>, StoreError> {
+        self.inner.load(keys).await
+    }
+
+    async fn apply(&mut self, writes: &[Write<'_>]) -> Result<Vec<bool>, StoreError> {
+        for w in writes {
+            if !self.raced.contains(w.key) {
+                self.raced.push(w.key.clone());
+                let mut other = self.inner.load(std::slice::from_ref(w.key)).await?.remove(0);
+                // Earned in 2030: newer than every lot of the examples, so it
+                // never expires there and is spent last.
+                let at = loyalty_scorer::event::Micros(1_900_000_000_000_000);
+                other
+                    .state
+                    .credit(1000, loyalty_scorer::state::Lot { earned_at: at, month: 0, release_at: at, points: 0 });
+                assert!(self.inner.apply(&[Write { state: &other.state, expected: other.version, ..*w }]).await?[0]);
+            }
+        }
+        self.inner.apply(writes).await
+    }
+}
+
+#[tokio::test]
+async fn a_lost_race_reloads_and_evaluates_again_on_the_winners_state() {
+    let (programs, events, rewards, _) = example("basic");
+    let mut store = Raced { inner: MemoryStore::new(), raced: Vec::new() };
+    let out = score(&programs, &events, 64, &mut store).await;
+    assert_eq!(out.rewards.len(), rewards.len());
+    for (got, want) in out.rewards.iter().zip(&rewards) {
+        // Same points, on top of the other scorer's 1,000: nothing lost, nothing doubled.
+        assert_eq!(got["points"], want["points"], "{got}");
+        assert_eq!(got["balance"].as_i64().unwrap(), want["balance"].as_i64().unwrap() + 1000, "{got}");
+    }
+    let states = store.inner.load(&store.raced.clone()).await.unwrap();
+    assert_eq!(states.len(), 3, "M1, M2, M3");
+    assert!(states.iter().all(|v| v.version == 2), "the other scorer's write, then this one's");
+}
