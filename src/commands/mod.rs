@@ -65,9 +65,18 @@ pub struct ScoreArgs {
     /// Where dead letters go, one JSON object per line (default: standard error).
     #[arg(long, value_name = "FILE")]
     pub dlq: Option<PathBuf>,
-    /// Member state: `memory` (embedded, nothing kept after the run).
+    /// Member state: `memory` (embedded, nothing kept after the run), or a
+    /// Redis URL: `redis://[user:password@]host:port[/db]`, `rediss://...`
+    /// (TLS), or `redis+cluster://host:port[,host:port...]` for Redis Cluster.
     #[arg(long, default_value = "memory")]
     pub state: String,
+    /// Events per batch against a shared state store (one round trip to
+    /// load a batch's members, one to write them).
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub batch_events: u32,
+    /// Prefix of every Redis key the scorer writes.
+    #[arg(long, default_value = "ls")]
+    pub key_prefix: String,
 }
 
 #[derive(Debug, Args)]
@@ -176,6 +185,47 @@ pub fn each_line(input: Input, f: impl FnMut(u64, &[u8]) -> io::Result<()>) -> a
     .with_context(|| format!("scoring {}", path.display()))?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
+    }
+    Ok(())
+}
+
+/// Hands the messages of `input` to `f` in batches of up to `size`, with a
+/// progress bar on a terminal. The batch's bytes are reused from batch to
+/// batch.
+pub fn each_batch(
+    input: Input,
+    size: usize,
+    mut f: impl FnMut(&[(u64, &[u8])]) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let size = size.max(1);
+    let mut bytes: Vec<u8> = Vec::with_capacity(size * 1024);
+    let mut spans: Vec<(u64, usize, usize)> = Vec::with_capacity(size);
+    let mut run = |bytes: &mut Vec<u8>, spans: &mut Vec<(u64, usize, usize)>| -> anyhow::Result<()> {
+        let batch: Vec<(u64, &[u8])> = spans.iter().map(|&(n, a, b)| (n, &bytes[a..b])).collect();
+        f(&batch)?;
+        bytes.clear();
+        spans.clear();
+        Ok(())
+    };
+    let mut failure: Option<anyhow::Error> = None;
+    each_line(input, |number, line| {
+        let start = bytes.len();
+        bytes.extend_from_slice(line);
+        spans.push((number, start, bytes.len()));
+        if spans.len() == size {
+            if let Err(error) = run(&mut bytes, &mut spans) {
+                failure = Some(error);
+                return Err(io::Error::other("batch failed"));
+            }
+        }
+        Ok(())
+    })
+    .or_else(|e| failure.take().map_or(Err(e), Err))?;
+    if let Some(error) = failure {
+        return Err(error);
+    }
+    if !spans.is_empty() {
+        run(&mut bytes, &mut spans)?;
     }
     Ok(())
 }

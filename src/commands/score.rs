@@ -6,10 +6,15 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 
-use crate::commands::{ScoreArgs, is_stdio, load_programs, open_input, score_file, settings};
+use std::time::Duration;
+
+use crate::batch::{BatchError, BatchScorer};
+use crate::commands::{Input, ScoreArgs, each_batch, is_stdio, load_programs, open_input, score_file, settings};
 use crate::output;
 use crate::pipeline::{Disposition, Scorer, Sink};
 use crate::state::memory::MemoryStore;
+use crate::state::redis::{RedisStore, redact};
+use crate::state::{BatchStore, StoreError};
 
 /// Writes rewards and dead letters as JSON lines, and counts them.
 struct FileSink<'w> {
@@ -63,12 +68,37 @@ fn create(path: &std::path::Path) -> anyhow::Result<Box<dyn Write>> {
     Ok(Box::new(BufWriter::with_capacity(1 << 16, file)))
 }
 
+/// Scores `input` in batches against a shared store. A store that is
+/// unavailable is retried with backoff, the same batch again: nothing is
+/// skipped, and nothing applied twice (repeats are recognised).
+fn score_batched<S: BatchStore>(
+    runtime: &tokio::runtime::Runtime,
+    mut store: S,
+    scorer: &mut BatchScorer,
+    input: Input,
+    batch_events: usize,
+    sink: &mut dyn Sink,
+) -> anyhow::Result<()> {
+    each_batch(input, batch_events, |batch| {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match runtime.block_on(scorer.score_batch(&mut store, batch, sink)) {
+                Ok(()) => return Ok(()),
+                Err(BatchError::Store(StoreError::Unavailable(why))) => {
+                    tracing::warn!(error = %why, retry_in_ms = backoff.as_millis() as u64, "state store unavailable; retrying the batch");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                Err(error) => return Err(error).context("scoring a batch"),
+            }
+        }
+    })
+}
+
 pub fn run(args: &ScoreArgs) -> anyhow::Result<ExitCode> {
-    if args.state != "memory" {
-        bail!(
-            "--state {:?} is not supported by this build: use --state memory (member state kept in memory for the run)",
-            args.state
-        );
+    let shared = args.state != "memory";
+    if shared && !args.state.starts_with("redis") {
+        bail!("--state {:?}: use memory, or a redis://, rediss:// or redis+cluster:// URL", args.state);
     }
     let programs = load_programs(&args.stream.rules)?;
     let input = open_input(&args.input)?;
@@ -77,14 +107,26 @@ pub fn run(args: &ScoreArgs) -> anyhow::Result<ExitCode> {
         Some(path) => create(path)?,
         None => Box::new(io::stderr().lock()),
     };
-    let mut scorer = Scorer::new(programs, settings(&args.stream), args.stream.max_message_bytes, MemoryStore::new());
     let mut sink = FileSink {
         rewards: &mut rewards,
         dead_letters: &mut dead_letters,
         line: Vec::new(),
         counts: Counts::default(),
     };
-    score_file(&mut scorer, input, &mut sink)?;
+    if shared {
+        let mut scorer = BatchScorer::new(programs, settings(&args.stream), args.stream.max_message_bytes)
+            .map_err(anyhow::Error::msg)?;
+        let runtime =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the I/O runtime")?;
+        let store = runtime
+            .block_on(RedisStore::connect(&args.state, &args.key_prefix))
+            .with_context(|| format!("connecting to {}", redact(&args.state)))?;
+        score_batched(&runtime, store, &mut scorer, input, args.batch_events as usize, &mut sink)?;
+    } else {
+        let mut scorer =
+            Scorer::new(programs, settings(&args.stream), args.stream.max_message_bytes, MemoryStore::new());
+        score_file(&mut scorer, input, &mut sink)?;
+    }
     let counts = std::mem::take(&mut sink.counts);
     drop(sink);
     rewards.flush().context("writing reward events")?;

@@ -10,6 +10,7 @@
 pub mod codec;
 mod lots;
 pub mod memory;
+pub mod redis;
 
 use std::collections::VecDeque;
 

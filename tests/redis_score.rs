@@ -1,0 +1,172 @@
+//! `score --state redis://` through the real binary against a real
+//! `redis-server`: the contract's examples, the same outputs as the embedded
+//! store, a stream split over two runs, a replay, and two scorers on the
+//! same members at once.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use support::redis::RedisServer;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn score(rules: &Path, input: &Path, state: &str, extra: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_loyalty-scorer"))
+        .arg("score")
+        .arg("--rules")
+        .arg(rules)
+        .arg("--input")
+        .arg(input)
+        .args(["--state", state, "--dlq", "/dev/null"])
+        .args(extra)
+        .output()
+        .expect("run loyalty-scorer");
+    assert!(out.status.success(), "score failed: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+fn lines(out: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("JSON")).collect()
+}
+
+fn without_version(mut values: Vec<Value>) -> Vec<Value> {
+    for v in &mut values {
+        v.as_object_mut().unwrap().remove("rules_version");
+    }
+    values
+}
+
+#[test]
+fn examples_with_redis_state() {
+    let server = RedisServer::start();
+    for name in ["basic", "lifecycle"] {
+        let dir = root().join("tests/golden").join(name);
+        let out = score(&dir.join("rules.toml"), &dir.join("events.jsonl"), &server.url(), &["--key-prefix", name]);
+        let want: Vec<Value> = std::fs::read_to_string(dir.join("expected-rewards.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(without_version(lines(&out)), without_version(want), "{name}");
+    }
+}
+
+#[test]
+fn redis_and_memory_give_the_same_outputs() {
+    let server = RedisServer::start();
+    let dir = root().join("tests/regression/part1");
+    let (rules, events) = (dir.join("acme.toml"), dir.join("acme-events.jsonl"));
+    let memory = score(&rules, &events, "memory", &[]);
+    for (n, batch) in ["1", "64", "512"].into_iter().enumerate() {
+        let redis = score(&rules, &events, &server.url(), &["--batch-events", batch, "--key-prefix", &format!("b{n}")]);
+        assert_eq!(lines(&redis), lines(&memory), "batches of {batch}");
+    }
+}
+
+#[test]
+fn a_stream_split_over_two_runs_continues_where_the_first_stopped() {
+    let server = RedisServer::start();
+    let dir = root().join("tests/golden/lifecycle");
+    let text = std::fs::read_to_string(dir.join("events.jsonl")).unwrap();
+    let all: Vec<&str> = text.lines().collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let (first, second) = (tmp.path().join("first.jsonl"), tmp.path().join("second.jsonl"));
+    std::fs::write(&first, all[..7].join("\n")).unwrap();
+    std::fs::write(&second, all[7..].join("\n")).unwrap();
+    let rules = dir.join("rules.toml");
+    let whole = lines(&score(&rules, &dir.join("events.jsonl"), "memory", &[]));
+    let mut split = lines(&score(&rules, &first, &server.url(), &[]));
+    split.extend(lines(&score(&rules, &second, &server.url(), &[])));
+    assert_eq!(split, whole);
+}
+
+#[test]
+fn scoring_the_same_file_twice_re_emits_and_changes_nothing() {
+    let server = RedisServer::start();
+    let dir = root().join("tests/golden/basic");
+    let (rules, events) = (dir.join("rules.toml"), dir.join("events.jsonl"));
+    let first = lines(&score(&rules, &events, &server.url(), &[]));
+    let dump = |server: &RedisServer| -> Vec<(String, String)> {
+        let keys = server.cli(&["--scan", "--pattern", "ls:*"]);
+        let mut keys: Vec<String> = keys.lines().map(str::to_owned).collect();
+        keys.sort();
+        keys.into_iter().map(|k| (k.clone(), server.cli(&["--no-raw", "HGETALL", &k]))).collect()
+    };
+    let before = dump(&server);
+    assert!(!before.is_empty());
+    let second = lines(&score(&rules, &events, &server.url(), &[]));
+    assert_eq!(second, first, "every line re-emitted unchanged");
+    assert_eq!(dump(&server), before, "no key changed");
+}
+
+#[test]
+fn two_scorers_on_the_same_members_at_once_lose_nothing_and_double_nothing() {
+    let server = RedisServer::start();
+    let rules = root().join("config/rules/acme.toml");
+    let tmp = tempfile::tempdir().unwrap();
+    let events = std::fs::read_to_string(root().join("tests/regression/part1/acme-events.jsonl")).unwrap();
+    // Alternate events go to two scorers: the same members, disjoint events.
+    let halves = |parity: usize| -> Vec<&str> {
+        events.lines().enumerate().filter(|(n, _)| n % 2 == parity).map(|(_, l)| l).collect()
+    };
+    let (even, odd) = (halves(0), halves(1));
+    let write = |name: &str, part: &[&str]| {
+        let path = tmp.path().join(name);
+        std::fs::write(&path, part.join("\n")).unwrap();
+        path
+    };
+    let (a, b) = (write("a.jsonl", &even), write("b.jsonl", &odd));
+    let spawn = |input: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_loyalty-scorer"))
+            .args(["score", "--rules"])
+            .arg(&rules)
+            .arg("--input")
+            .arg(input)
+            .args(["--state", &server.url(), "--dlq", "/dev/null", "--batch-events", "16"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (pa, pb) = (spawn(&a), spawn(&b));
+    let (oa, ob) = (pa.wait_with_output().unwrap(), pb.wait_with_output().unwrap());
+    assert!(oa.status.success() && ob.status.success());
+
+    // One outcome per event: a reward id emitted by both scorers is the same reward.
+    let mut by_id: HashMap<String, Value> = HashMap::new();
+    for reward in lines(&oa).into_iter().chain(lines(&ob)) {
+        let id = reward["reward_id"].as_str().unwrap().to_owned();
+        if let Some(seen) = by_id.get(&id) {
+            assert_eq!(seen, &reward, "{id} emitted twice with different content");
+        }
+        by_id.insert(id, reward);
+    }
+    let mut sums: HashMap<String, i64> = HashMap::new();
+    for reward in by_id.values() {
+        *sums.entry(reward["member_id"].as_str().unwrap().to_owned()).or_default() +=
+            reward["points"].as_i64().unwrap();
+    }
+    // Each member's balance now equals the sum of its outcomes' points.
+    let probes: Vec<String> = sums
+        .keys()
+        .map(|m| {
+            format!(
+                r#"{{"event_id":"probe-{m}","kind":"profile","member_id":"{m}","occurred_at":"2027-03-06T00:00:00Z"}}"#
+            )
+        })
+        .collect();
+    let probe_file = tmp.path().join("probe.jsonl");
+    std::fs::write(&probe_file, probes.join("\n")).unwrap();
+    for probe in lines(&score(&rules, &probe_file, &server.url(), &[])) {
+        let member = probe["member_id"].as_str().unwrap();
+        let expired = -probe["points"].as_i64().unwrap();
+        assert_eq!(probe["balance"].as_i64().unwrap() + expired, sums[member], "member {member}");
+    }
+}
