@@ -1,0 +1,2 @@
+//! Placeholder: the Redis path benchmark.
+fn main() {}
