@@ -1,2 +1,414 @@
-//! Placeholder: the Redis path benchmark.
-fn main() {}
+//! Criterion benchmarks of the Redis path: `BatchScorer::score_batch` over a
+//! `RedisStore` at batch sizes 1, 64 and 512, against the same batches
+//! through the embedded `MemoryStore` (the baseline of the same run).
+//!
+//! The bench starts its own `redis-server` on a free loopback port (a
+//! temporary directory, no persistence) and stops it at the end. Before the
+//! groups it runs the reference of the issue against that server:
+//! `redis-benchmark -P 16 -n 200000 -r 1000000` of `benches/reference.lua`
+//! (EXISTS, HGET, HSET of two fields, SET EX of a 60-byte outcome) and of a
+//! trivial script (`return 1`), and prints their calls/s (set
+//! `REDIS_BENCH_REFERENCE=0` to skip it).
+//!
+//! Events are the purchases of `benches/data/purchases.jsonl` under
+//! `config/rules/acme.toml`, cycled. Every event is new: its `event_id` is
+//! rewritten with a global counter. Members are the payloads' own (Zipf-like
+//! reuse: 308 members over 1000 events), with a generation suffix that
+//! changes at each pass over the file: the batch path never prunes records,
+//! so without it the hottest member (172 events per pass) would grow without
+//! bound and the bench would measure the re-encoding of one ever-growing
+//! state. Within a pass, member histories build up as they would in a
+//! stream.
+//!
+//! Every group sets `Throughput::Elements(batch_len)`: criterion reports events/s.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::hint::black_box;
+use std::io::{self, BufRead, BufReader, Read, Write as _};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+use loyalty_scorer::batch::BatchScorer;
+use loyalty_scorer::decode::DEFAULT_MAX_MESSAGE_BYTES;
+use loyalty_scorer::pipeline::{Disposition, Sink};
+use loyalty_scorer::rules::engine::Settings;
+use loyalty_scorer::rules::{ProgramSet, load};
+use loyalty_scorer::state::BatchStore;
+use loyalty_scorer::state::memory::MemoryStore;
+use loyalty_scorer::state::redis::RedisStore;
+
+const REFERENCE_SCRIPT: &str = include_str!("reference.lua");
+const TRIVIAL_SCRIPT: &str = "return 1";
+
+// ---------------------------------------------------------------------------
+// A redis-server of our own
+// ---------------------------------------------------------------------------
+
+struct Server {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start() -> Server {
+        for _ in 0..5 {
+            let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port();
+            let dir = tempfile::tempdir().unwrap();
+            let log = dir.path().join("redis.log");
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(dir.path())
+                .arg("--logfile")
+                .arg(&log)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server (is Redis installed?)");
+            let mut server = Server { child, port, _dir: dir };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if matches!(server.child.try_wait(), Ok(Some(_))) {
+                    break; // the port was taken: try another
+                }
+                if let Ok(Reply::Status(s)) = call(port, &[b"PING"])
+                    && s == "PONG"
+                {
+                    return server;
+                }
+                if Instant::now() > deadline {
+                    server.stop();
+                    panic!("redis-server on port {port} did not answer PING");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        panic!("could not start redis-server");
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// One RESP reply (enough for PING, SCRIPT LOAD and INFO); the payloads of
+/// the other kinds are only read by `Debug`, in panic messages.
+#[derive(Debug)]
+#[allow(dead_code)]
+enum Reply {
+    Status(String),
+    Error(String),
+    Int(i64),
+    Bulk(Option<Vec<u8>>),
+    Array(Vec<Reply>),
+}
+
+fn call(port: u16, args: &[&[u8]]) -> io::Result<Reply> {
+    let stream = TcpStream::connect_timeout(&SocketAddr::from((Ipv4Addr::LOCALHOST, port)), Duration::from_secs(1))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for arg in args {
+        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        out.extend_from_slice(arg);
+        out.extend_from_slice(b"\r\n");
+    }
+    (&stream).write_all(&out)?;
+    read_reply(&mut BufReader::new(stream))
+}
+
+fn read_reply(r: &mut BufReader<TcpStream>) -> io::Result<Reply> {
+    let mut line = String::new();
+    r.read_line(&mut line)?;
+    let line = line.trim_end();
+    let bad = || io::Error::other(format!("bad reply line {line:?}"));
+    let (kind, rest) = (line.chars().next().ok_or_else(bad)?, &line[1..]);
+    Ok(match kind {
+        '+' => Reply::Status(rest.to_owned()),
+        '-' => Reply::Error(rest.to_owned()),
+        ':' => Reply::Int(rest.parse().map_err(|_| bad())?),
+        '$' => match usize::try_from(rest.parse::<i64>().map_err(|_| bad())?) {
+            Ok(n) => {
+                let mut data = vec![0; n + 2];
+                r.read_exact(&mut data)?;
+                data.truncate(n);
+                Reply::Bulk(Some(data))
+            }
+            Err(_) => Reply::Bulk(None),
+        },
+        '*' => {
+            let n = rest.parse::<i64>().map_err(|_| bad())?.max(0);
+            let mut items = Vec::new();
+            for _ in 0..n {
+                items.push(read_reply(r)?);
+            }
+            Reply::Array(items)
+        }
+        _ => return Err(bad()),
+    })
+}
+
+// ---------------------------------------------------------------------------
+// The reference: redis-benchmark -P 16
+// ---------------------------------------------------------------------------
+
+/// Loads `script` and runs redis-benchmark on it; calls/s.
+fn redis_benchmark(port: u16, script: &str, args: &[&str]) -> f64 {
+    let sha = match call(port, &[b"SCRIPT", b"LOAD", script.as_bytes()]) {
+        Ok(Reply::Bulk(Some(sha))) => String::from_utf8(sha).unwrap(),
+        other => panic!("SCRIPT LOAD: {other:?}"),
+    };
+    let port_text = port.to_string();
+    let mut command = Command::new("redis-benchmark");
+    command.args(["-h", "127.0.0.1", "-p", &port_text, "-P", "16", "-n", "200000", "-r", "1000000", "-q"]);
+    command.args(["EVALSHA", &sha]).args(args);
+    let output = command.output().expect("redis-benchmark");
+    let text = String::from_utf8_lossy(&output.stdout);
+    // `-q` ends with `<name>: 123456.78 requests per second, p50=...`
+    let rps = text
+        .rsplit(['\r', '\n'])
+        .filter_map(|l| l.split(": ").nth(1)?.split(" requests per second").next()?.trim().parse::<f64>().ok())
+        .next();
+    match rps {
+        Some(rps) => rps,
+        None => panic!("redis-benchmark said: {text}\n{}", String::from_utf8_lossy(&output.stderr)),
+    }
+}
+
+/// The arguments of the reference script, `__rand_int__` substituted per call.
+fn reference_args() -> Vec<String> {
+    let state = "s".repeat(64);
+    let outcome = "o".repeat(60);
+    ["1", "{m:__rand_int__}", "ev__rand_int__", &state, &outcome, "7776000"].map(str::to_owned).to_vec()
+}
+
+fn reference(port: u16) {
+    if std::env::var("REDIS_BENCH_REFERENCE").is_ok_and(|v| v == "0") {
+        return;
+    }
+    let args = reference_args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let reference = redis_benchmark(port, REFERENCE_SCRIPT, &args);
+    let trivial = redis_benchmark(port, TRIVIAL_SCRIPT, &["1", "{m:__rand_int__}"]);
+    println!("reference (redis-benchmark -P 16 -n 200000 -r 1000000, 50 clients):");
+    println!("  reference.lua EVALSHA: {reference:.0} calls/s");
+    println!("  trivial EVALSHA (return 1): {trivial:.0} calls/s");
+    println!("  reference / trivial: {:.3}", reference / trivial);
+    let _ = call(port, &[b"FLUSHALL"]);
+}
+
+// ---------------------------------------------------------------------------
+// Events: the payloads with fresh event ids and per-pass member generations
+// ---------------------------------------------------------------------------
+
+/// A payload cut around its event id and member id values.
+struct Template {
+    /// Up to and including the opening quote of the event id value.
+    head: Vec<u8>,
+    /// From the closing quote of the event id value to the opening quote of
+    /// the member id value, inclusive.
+    middle: Vec<u8>,
+    member: Vec<u8>,
+    /// From the closing quote of the member id value on.
+    tail: Vec<u8>,
+}
+
+fn value_span(payload: &[u8], field: &[u8]) -> (usize, usize) {
+    let start = payload.windows(field.len()).position(|w| w == field).expect("field") + field.len();
+    let len = payload[start..].iter().position(|&b| b == b'"').expect("closing quote");
+    (start, start + len)
+}
+
+fn templates() -> Vec<Template> {
+    include_str!("data/purchases.jsonl")
+        .lines()
+        .map(|line| {
+            let p = line.as_bytes();
+            let (e0, e1) = value_span(p, b"\"event_id\":\"");
+            let (m0, m1) = value_span(p, b"\"member_id\":\"");
+            assert!(e1 < m0, "event_id comes before member_id");
+            Template {
+                head: p[..e0].to_vec(),
+                middle: p[e1..m0].to_vec(),
+                member: p[m0..m1].to_vec(),
+                tail: p[m1..].to_vec(),
+            }
+        })
+        .collect()
+}
+
+/// Writes event number `n` into `buf`: payload `n % len`, event id
+/// `ev-<n>`, member `<member>g<n / len>`.
+fn render(templates: &[Template], n: u64, buf: &mut Vec<u8>) {
+    let t = &templates[(n % templates.len() as u64) as usize];
+    let generation = n / templates.len() as u64;
+    buf.clear();
+    buf.extend_from_slice(&t.head);
+    let _ = write!(buf, "ev-{n:012}");
+    buf.extend_from_slice(&t.middle);
+    buf.extend_from_slice(&t.member);
+    let _ = write!(buf, "g{generation}");
+    buf.extend_from_slice(&t.tail);
+}
+
+/// Distinct members per batch as a share of the batch: over the batches
+/// starting at every offset of the payloads (the payloads alone), and over
+/// the batches this bench actually sends from event number `first` on
+/// (member generations included: a batch across the end of a pass holds
+/// members of two generations).
+fn distinct_share(templates: &[Template], len: usize, first: u64) -> (f64, f64) {
+    let n = templates.len() as u64;
+    let share = |starts: &mut dyn Iterator<Item = u64>| {
+        let (mut total, mut count) = (0.0, 0.0);
+        for start in starts {
+            let mut members: Vec<(&[u8], u64)> =
+                (start..start + len as u64).map(|e| (templates[(e % n) as usize].member.as_slice(), e / n)).collect();
+            members.sort_unstable();
+            members.dedup();
+            total += members.len() as f64 / len as f64;
+            count += 1.0;
+        }
+        total / count
+    };
+    let cycle = n / gcd(n, len as u64);
+    let sent = share(&mut (0..cycle).map(|i| first + i * len as u64));
+    (share_payloads(templates, len), sent)
+}
+
+fn share_payloads(templates: &[Template], len: usize) -> f64 {
+    let n = templates.len();
+    let mut total = 0.0;
+    for start in 0..n {
+        let mut members: Vec<&[u8]> = (0..len).map(|j| templates[(start + j) % n].member.as_slice()).collect();
+        members.sort_unstable();
+        members.dedup();
+        total += members.len() as f64 / len as f64;
+    }
+    total / n as f64
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// Counts dispositions; nothing else.
+#[derive(Default)]
+struct CountingSink {
+    scored: u64,
+    other: u64,
+}
+
+impl Sink for CountingSink {
+    fn accept(&mut self, _position: u64, _message: &[u8], disposition: Disposition<'_>) -> io::Result<()> {
+        match disposition {
+            Disposition::Scored { .. } => self.scored += 1,
+            _ => self.other += 1,
+        }
+        Ok(())
+    }
+}
+
+fn programs() -> ProgramSet {
+    let program = load::load_str("acme.toml", include_str!("../config/rules/acme.toml"))
+        .unwrap_or_else(|d| panic!("rules: {d:?}"));
+    ProgramSet::new(vec![Arc::new(program)]).expect("one program")
+}
+
+/// One batch scorer with its buffers and event counter.
+struct Driver {
+    scorer: BatchScorer,
+    templates: Arc<Vec<Template>>,
+    buffers: Vec<Vec<u8>>,
+    next: u64,
+    sink: CountingSink,
+}
+
+impl Driver {
+    fn new(templates: Arc<Vec<Template>>, len: usize, first: u64) -> Driver {
+        Driver {
+            scorer: BatchScorer::new(programs(), Settings::default(), DEFAULT_MAX_MESSAGE_BYTES).unwrap(),
+            templates,
+            buffers: vec![Vec::with_capacity(1024); len],
+            next: first,
+            sink: CountingSink::default(),
+        }
+    }
+
+    async fn batch<S: BatchStore>(&mut self, store: &mut S) {
+        for buf in &mut self.buffers {
+            render(&self.templates, self.next, buf);
+            self.next += 1;
+        }
+        let batch: Vec<(u64, &[u8])> =
+            self.buffers.iter().enumerate().map(|(i, b)| (i as u64 + 1, b.as_slice())).collect();
+        self.scorer.score_batch(store, black_box(&batch), &mut self.sink).await.unwrap();
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let server = Server::start();
+    let url = server.url();
+    reference(server.port);
+
+    let templates = Arc::new(templates());
+    let first = |index: usize| (index as u64 + 1) * 1_000_000_000_000;
+    for (index, len) in [1usize, 64, 512].into_iter().enumerate() {
+        let (payloads, sent) = distinct_share(&templates, len, first(index));
+        println!(
+            "distinct members per batch of {len}: {payloads:.4} of the batch in the payloads, {sent:.4} in the batches sent"
+        );
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+
+    // Each group starts its counter far from the others' so event ids never
+    // collide, and has its own key prefix.
+    for (index, len) in [1usize, 64, 512].into_iter().enumerate() {
+        let prefix = format!("b{len}");
+        let mut store = rt.block_on(RedisStore::connect(&url, &prefix)).unwrap();
+        let mut driver = Driver::new(templates.clone(), len, first(index));
+        if len == 512 {
+            // Warm one pass, then measure the round trips of one batch.
+            for _ in 0..2 {
+                rt.block_on(driver.batch(&mut store));
+            }
+            let before = store.round_trips();
+            rt.block_on(driver.batch(&mut store));
+            println!("round_trips() per batch of 512: {}", store.round_trips() - before);
+        }
+        let mut group = c.benchmark_group(format!("redis/batch-{len}"));
+        group.throughput(Throughput::Elements(len as u64));
+        group.bench_function("score_batch", |b| b.iter(|| rt.block_on(driver.batch(&mut store))));
+        group.finish();
+        println!("redis/batch-{len}: {} scored, {} other dispositions", driver.sink.scored, driver.sink.other);
+        assert_eq!(driver.sink.other, 0, "every event must be new and scored");
+    }
+
+    let mut store = MemoryStore::new();
+    let mut driver = Driver::new(templates.clone(), 512, first(3));
+    let mut group = c.benchmark_group("memory/batch-512");
+    group.throughput(Throughput::Elements(512));
+    group.bench_function("score_batch", |b| b.iter(|| rt.block_on(driver.batch(&mut store))));
+    group.finish();
+    println!("memory/batch-512: {} scored, {} other dispositions", driver.sink.scored, driver.sink.other);
+    drop(server);
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -170,3 +170,71 @@ fn two_scorers_on_the_same_members_at_once_lose_nothing_and_double_nothing() {
         assert_eq!(probe["balance"].as_i64().unwrap() + expired, sums[member], "member {member}");
     }
 }
+
+#[test]
+fn a_redis_restart_mid_stream_loses_nothing_and_doubles_nothing() {
+    use std::io::Write as _;
+    let mut server = RedisServer::start_with_args(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let rules = root().join("tests/regression/part1/acme.toml");
+    let events_path = root().join("tests/regression/part1/acme-events.jsonl");
+    let events = std::fs::read_to_string(&events_path).unwrap();
+    let all: Vec<&str> = events.lines().collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let output = tmp.path().join("rewards.jsonl");
+    // Rewards go to a file: a piped stdout would fill up while this test
+    // is still writing the scorer's input.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_loyalty-scorer"))
+        .args(["score", "--rules"])
+        .arg(&rules)
+        .args(["--state", &server.url(), "--dlq", "/dev/null", "--batch-events", "8", "--output"])
+        .arg(&output)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for line in &all[..600] {
+        writeln!(stdin, "{line}").unwrap();
+    }
+    stdin.flush().unwrap();
+    // Wait until the scorer has written state, then restart Redis under it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while server.cli(&["DBSIZE"]).trim() == "0" {
+        assert!(std::time::Instant::now() < deadline, "the scorer wrote nothing");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    server.restart();
+    for line in &all[600..] {
+        writeln!(stdin, "{line}").unwrap();
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let got: Vec<Value> =
+        std::fs::read_to_string(&output).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let memory = score(&rules, &events_path, "memory", &[]);
+    assert_eq!(got, lines(&memory));
+}
+
+#[test]
+fn examples_on_a_cluster_across_a_slot_migration() {
+    let mut cluster = support::redis::RedisCluster::start(3);
+    let target = cluster.seed_urls().join(",");
+    let dir = root().join("tests/golden/basic");
+    let rules = dir.join("rules.toml");
+    let text = std::fs::read_to_string(dir.join("events.jsonl")).unwrap();
+    let all: Vec<&str> = text.lines().collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let (first, second) = (tmp.path().join("first.jsonl"), tmp.path().join("second.jsonl"));
+    std::fs::write(&first, all[..6].join("\n")).unwrap();
+    std::fs::write(&second, all[6..].join("\n")).unwrap();
+    let mut got = lines(&score(&rules, &first, &target, &[]));
+    // M1's state moves to another node between the runs: the second run
+    // follows the MOVED redirection and finds it.
+    let slot = support::redis::key_slot("ls:{acme:M1}");
+    let owner = cluster.slot_owner(slot);
+    cluster.migrate_slot(slot, (owner + 1) % 3);
+    got.extend(lines(&score(&rules, &second, &target, &[])));
+    let whole = lines(&score(&rules, &dir.join("events.jsonl"), "memory", &[]));
+    assert_eq!(got, whole);
+}

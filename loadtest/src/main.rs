@@ -6,6 +6,9 @@
 //! events, several merchants, stores and channels. Deterministic for a seed.
 
 mod generate;
+mod redis_memory;
+mod redis_reference;
+mod resp;
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -25,6 +28,10 @@ struct Cli {
 enum Command {
     /// Write a generated event stream as JSON lines.
     Generate(generate::Options),
+    /// Run redis-benchmark -P 16 on the reference script and a trivial one.
+    RedisReference(redis_reference::Options),
+    /// Write N copies of a typical member's state to Redis and report its memory.
+    RedisMemory(redis_memory::Options),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,5 +48,7 @@ fn main() -> anyhow::Result<()> {
             out.flush().context("writing events")?;
             Ok(())
         }
+        Command::RedisReference(options) => redis_reference::main(&options),
+        Command::RedisMemory(options) => redis_memory::main(&options),
     }
 }
