@@ -218,7 +218,7 @@ fn a_redis_restart_mid_stream_loses_nothing_and_doubles_nothing() {
 
 #[test]
 fn examples_on_a_cluster_across_a_slot_migration() {
-    let mut cluster = support::redis::RedisCluster::start(3);
+    let cluster = support::redis::RedisCluster::start(3);
     let target = cluster.seed_urls().join(",");
     let dir = root().join("tests/golden/basic");
     let rules = dir.join("rules.toml");
