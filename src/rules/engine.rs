@@ -228,7 +228,11 @@ fn purchase(
     }
     out.lines.retain(|(_, p)| *p != 0);
 
-    add_daily(state, settings, local.day, earned);
+    // Day counters matter only to a daily cap; without one they would be
+    // bytes in every member's stored state for nothing.
+    if program.caps.max_points_per_member_per_day.is_some() {
+        add_daily(state, settings, local.day, earned);
+    }
     let lifetime_before = state.lifetime_earned;
     state.lifetime_earned = state.lifetime_earned.saturating_add(earned);
     for (index, rule) in program.rules.iter().enumerate() {

@@ -22,10 +22,11 @@ use crate::state::{EventRecord, MemberState, PurchaseRecord};
 const FORMAT: u8 = 1;
 
 /// Format byte of an encoded member state.
-const STATE_FORMAT: u8 = 1;
+const STATE_FORMAT: u8 = 2;
 
 /// A member's state as bytes (a format byte, then postcard: varints and
-/// length-prefixed fields; event records inside are already compact).
+/// length-prefixed fields; lots, months and decimals through the compact
+/// forms below; event records inside are already compact).
 pub fn encode_state(state: &MemberState) -> Vec<u8> {
     let mut out = vec![STATE_FORMAT];
     // Serializing plain data into a vector cannot fail.
@@ -525,6 +526,13 @@ mod tests {
         let mut state = MemberState { tier: "silver".into(), debt: 5, purchases: 3, ..MemberState::default() };
         state.credit(40, crate::state::Lot { earned_at: Micros(10), month: 1, release_at: Micros(10), points: 0 });
         state.credit(7, crate::state::Lot { earned_at: Micros(20), month: 1, release_at: Micros(99), points: 0 });
+        state.credit(
+            9,
+            crate::state::Lot { earned_at: Micros(5_000_000), month: -3, release_at: Micros(9_000_000), points: 0 },
+        );
+        state.monthly_spend =
+            vec![(24_300, "12.5".parse().unwrap_or_default()), (24_302, "-0.0001".parse().unwrap_or_default())];
+        state.lifetime_spend = "3136.00".parse().unwrap_or_default();
         state.birthday = Some((2, 29));
         state.stamps.push(("card".into(), 3));
         let r = record("2026-11-02T08:15:00Z", "0c7b4d85e48ce39e", true);
@@ -549,5 +557,111 @@ mod tests {
             bytes[i] ^= 0xff;
             let _ = StoredEvent(bytes.into()).decode();
         }
+    }
+}
+
+/// A time difference in microseconds as a number that stays short for whole
+/// seconds (most POS timestamps): `seconds x 2`, or `micros x 2 + 1`.
+fn time_code(delta: i64) -> i64 {
+    if delta % Micros::PER_SECOND == 0 { delta / Micros::PER_SECOND * 2 } else { delta.saturating_mul(2) + 1 }
+}
+
+fn time_from_code(code: i64) -> i64 {
+    if code & 1 == 0 { (code / 2).saturating_mul(Micros::PER_SECOND) } else { (code - 1) / 2 }
+}
+
+/// Serde form of lots: each relative to the one before (earning time, local
+/// month), its release relative to its earning: a few bytes a lot instead of
+/// two full microsecond timestamps.
+pub mod serde_lots {
+    use std::collections::VecDeque;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{time_code, time_from_code};
+    use crate::event::Micros;
+    use crate::state::Lot;
+
+    pub fn serialize<S: Serializer>(lots: &VecDeque<Lot>, s: S) -> Result<S::Ok, S::Error> {
+        let mut at = 0i64;
+        let mut month = 0i32;
+        let items: Vec<(i64, i64, i32, i64)> = lots
+            .iter()
+            .map(|l| {
+                let item = (
+                    time_code(l.earned_at.0 - at),
+                    time_code(l.release_at.0 - l.earned_at.0),
+                    l.month.wrapping_sub(month),
+                    l.points,
+                );
+                at = l.earned_at.0;
+                month = l.month;
+                item
+            })
+            .collect();
+        items.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<VecDeque<Lot>, D::Error> {
+        let items: Vec<(i64, i64, i32, i64)> = Deserialize::deserialize(d)?;
+        let mut at = 0i64;
+        let mut month = 0i32;
+        Ok(items
+            .into_iter()
+            .map(|(t, r, m, points)| {
+                at = at.saturating_add(time_from_code(t));
+                month = month.wrapping_add(m);
+                Lot { earned_at: Micros(at), month, release_at: Micros(at.saturating_add(time_from_code(r))), points }
+            })
+            .collect())
+    }
+}
+
+/// Serde form of a decimal: its mantissa and scale as varints, not a string.
+pub mod serde_decimal {
+    use rust_decimal::Decimal;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Decimal, s: S) -> Result<S::Ok, S::Error> {
+        (d.mantissa(), d.scale() as u8).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+        let (mantissa, scale): (i128, u8) = Deserialize::deserialize(d)?;
+        Decimal::try_from_i128_with_scale(mantissa, u32::from(scale)).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Serde form of spend by month: months relative to the one before,
+/// decimals as mantissa and scale.
+pub mod serde_monthly {
+    use rust_decimal::Decimal;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(months: &[(i32, Decimal)], s: S) -> Result<S::Ok, S::Error> {
+        let mut prev = 0i32;
+        let items: Vec<(i32, i128, u8)> = months
+            .iter()
+            .map(|(m, d)| {
+                let item = (m.wrapping_sub(prev), d.mantissa(), d.scale() as u8);
+                prev = *m;
+                item
+            })
+            .collect();
+        items.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(i32, Decimal)>, D::Error> {
+        let items: Vec<(i32, i128, u8)> = Deserialize::deserialize(d)?;
+        let mut month = 0i32;
+        items
+            .into_iter()
+            .map(|(delta, mantissa, scale)| {
+                month = month.wrapping_add(delta);
+                Decimal::try_from_i128_with_scale(mantissa, u32::from(scale))
+                    .map(|d| (month, d))
+                    .map_err(serde::de::Error::custom)
+            })
+            .collect()
     }
 }

@@ -63,13 +63,17 @@ pub struct EventRecord {
 pub struct MemberState {
     /// Name of the tier held (the lowest tier when empty).
     pub tier: String,
+    #[serde(with = "codec::serde_decimal")]
     pub lifetime_spend: Decimal,
     /// Qualifying spend by local month (`year * 12 + month0`), ascending.
+    #[serde(with = "codec::serde_monthly")]
     pub monthly_spend: Vec<(i32, Decimal)>,
     /// Available points. A deque: expiry drains the oldest lots from the
     /// front, where a vector would shift all the others.
+    #[serde(with = "codec::serde_lots")]
     pub lots: VecDeque<Lot>,
     /// Points earned by purchases that wait for the return window to close.
+    #[serde(with = "codec::serde_lots")]
     pub pending: VecDeque<Lot>,
     /// The points of `lots` and of `pending`, kept by every change to them
     /// (the only writers are in `lots.rs`) so the balance costs nothing for a
