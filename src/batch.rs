@@ -71,6 +71,13 @@ pub struct BatchScorer {
     rewards: Vec<Vec<u8>>,
     /// Whether a message's reward is a repeat (first outcome re-emitted).
     repeats: Vec<bool>,
+    /// Wall-clock seconds: records are stamped with it and expire a
+    /// retention window after it, as keys with a TTL would.
+    clock: Box<dyn Fn() -> u64 + Send>,
+}
+
+fn system_seconds() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 impl std::fmt::Debug for BatchScorer {
@@ -99,7 +106,14 @@ impl BatchScorer {
             outcomes: Vec::new(),
             rewards: Vec::new(),
             repeats: Vec::new(),
+            clock: Box::new(system_seconds),
         })
+    }
+
+    /// Reads wall-clock seconds from `clock` instead of the system clock.
+    pub fn with_clock(mut self, clock: impl Fn() -> u64 + Send + 'static) -> Self {
+        self.clock = Box::new(clock);
+        self
     }
 
     /// Scores `batch` (position, message) and hands every disposition to
@@ -117,8 +131,9 @@ impl BatchScorer {
             self.repeats.push(false);
         }
         // Split the borrows: events borrow the decoders while the rest is written.
+        let now = (self.clock)();
         let Self { programs, settings, decoders, outcomes, rewards, repeats, .. } = self;
-        let mut work = Work { programs, settings, outcomes, rewards, repeats };
+        let mut work = Work { programs, settings, outcomes, rewards, repeats, now };
         let mut events: Vec<Option<Event<'_>>> = Vec::with_capacity(batch.len());
         let mut slots: Vec<Slot> = Vec::with_capacity(batch.len());
         for (decoder, (_, message)) in decoders.iter_mut().zip(batch) {
@@ -181,6 +196,8 @@ struct Work<'s> {
     outcomes: &'s mut [Outcome],
     rewards: &'s mut [Vec<u8>],
     repeats: &'s mut [bool],
+    /// Wall-clock seconds of this batch.
+    now: u64,
 }
 
 impl Work<'_> {
@@ -221,8 +238,16 @@ impl Work<'_> {
             engine::apply(program, self.settings, &mut state.state, &mut NoBudgets, event, outcome);
             let view = RewardView::new(program, event, outcome);
             output::write_reward(reward, program, event.event_id, member_id, &view);
-            let stored = StoredEvent::encode(event.occurred_at, &view, outcome.purchase.as_ref());
+            let stored = StoredEvent::encode(event.occurred_at, &view, outcome.purchase.as_ref()).stamped(self.now);
             state.state.events.insert(event.event_id.into(), stored);
+        }
+        if changed {
+            // Records live a retention window of wall-clock time after they
+            // were written; the state is rewritten anyway, so drop the
+            // expired ones now.
+            let window = u64::try_from(self.settings.retention_days).unwrap_or(0).saturating_mul(86_400);
+            let horizon = self.now.saturating_sub(window);
+            state.state.events.retain(|_, r| r.written_at().map_or(true, |w| w == 0 || w >= horizon));
         }
         changed
     }

@@ -140,3 +140,37 @@ async fn a_lost_race_reloads_and_evaluates_again_on_the_winners_state() {
     assert_eq!(states.len(), 3, "M1, M2, M3");
     assert!(states.iter().all(|v| v.version == 2), "the other scorer's write, then this one's");
 }
+
+#[test]
+fn records_expire_a_retention_window_of_wall_clock_after_they_were_written() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let (programs, ..) = example("basic");
+    let now = Arc::new(AtomicU64::new(1_800_000_000));
+    let clock = now.clone();
+    let mut scorer = BatchScorer::new(programs, Settings { retention_days: 90 }, 65536)
+        .unwrap()
+        .with_clock(move || clock.load(Ordering::Relaxed));
+    let mut store = MemoryStore::new();
+    let purchase = |id: &str| {
+        format!(
+            r#"{{"event_id":"{id}","member_id":"M1","occurred_at":"2026-11-02T08:15:00Z","currency":"EUR","total":"10"}}"#
+        )
+    };
+    let run = |line: String, scorer: &mut BatchScorer, store: &mut MemoryStore| {
+        let mut sink = Lines::default();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(scorer.score_batch(store, &[(1, line.as_bytes())], &mut sink)).unwrap();
+        sink.rewards.remove(0)
+    };
+    let first = run(purchase("A"), &mut scorer, &mut store);
+    // 90 days later A is still known: its repeat re-emits the same reward.
+    now.fetch_add(90 * 86_400, Ordering::Relaxed);
+    assert_eq!(run(purchase("A"), &mut scorer, &mut store), first);
+    // A write one second later drops A's record; a redelivery of A now is
+    // outside the contract's window and is scored as new.
+    now.fetch_add(1, Ordering::Relaxed);
+    run(purchase("B"), &mut scorer, &mut store);
+    let again = run(purchase("A"), &mut scorer, &mut store);
+    // 500 welcome + 10 (A), + 10 (B), + 10 (A scored again).
+    assert_eq!((first["balance"].as_i64(), again["balance"].as_i64()), (Some(510), Some(530)), "{again}");
+}

@@ -44,6 +44,7 @@ fn rich_state(seed: i64) -> MemberState {
     state.monthly_spend.push((24_310, Decimal::new(99_95, 2)));
     let record = EventRecord {
         occurred_at: Micros(1_793_607_300_000_000),
+        written_at: 0,
         reward: RewardRecord {
             kind: Kind::Purchase,
             status: Status::Scored,

@@ -19,7 +19,7 @@ use crate::event::{Kind, Micros};
 use crate::outcome::{Line, RewardRecord, RewardView, StampTouch, Status};
 use crate::state::{EventRecord, MemberState, PurchaseRecord};
 
-const FORMAT: u8 = 1;
+const FORMAT: u8 = 2;
 
 /// Format byte of an encoded member state.
 const STATE_FORMAT: u8 = 2;
@@ -75,6 +75,9 @@ impl StoredEvent {
             | u8::from(purchase.is_some()) << 7;
         w.push(flags);
         signed(&mut w, occurred_at.0);
+        // Written-at comes right after the event time, so retention sweeps
+        // read it without decoding the rest; 0 until `stamped`.
+        w.push(0);
         match time {
             TimeShape::Utc => w.push(0),
             TimeShape::Offset(minutes) => {
@@ -150,7 +153,31 @@ impl StoredEvent {
 
     /// Encodes a whole record (after a refund updated its purchase part).
     pub fn from_record(record: &EventRecord) -> Self {
-        Self::encode(record.occurred_at, &record.reward.view(), record.purchase.as_ref())
+        Self::encode(record.occurred_at, &record.reward.view(), record.purchase.as_ref()).stamped(record.written_at)
+    }
+
+    /// The record with the wall-clock second it was first written (a shared
+    /// store expires records by wall-clock time, as Redis does keys).
+    pub fn stamped(self, written_at: u64) -> Self {
+        let Ok(at) = self.occurred_at() else { return self };
+        let mut head = Vec::with_capacity(self.0.len() + 5);
+        head.extend_from_slice(&self.0[..2]);
+        signed(&mut head, at.0);
+        let rest_from = head.len() + 1;
+        unsigned(&mut head, written_at);
+        head.extend_from_slice(&self.0[rest_from..]);
+        Self(head.into_boxed_slice())
+    }
+
+    /// The wall-clock second the record was first written; 0 when never
+    /// stamped (the embedded store's records).
+    pub fn written_at(&self) -> Result<u64, CorruptRecord> {
+        let mut r = Reader { bytes: &self.0, at: 2 };
+        if self.0.first() != Some(&FORMAT) {
+            return Err(CorruptRecord(0));
+        }
+        r.signed()?;
+        r.unsigned()
     }
 
     /// The event's `occurred_at`, read without decoding the rest.
@@ -177,6 +204,7 @@ impl StoredEvent {
             _ => return Err(r.corrupt()),
         };
         let occurred_at = Micros(r.signed()?);
+        let written_at = r.unsigned()?;
         let occurred_text: Box<str> = match r.byte()? {
             0 => render_time(occurred_at, None).ok_or(r.corrupt())?.into(),
             1 => {
@@ -244,6 +272,7 @@ impl StoredEvent {
         }
         Ok(EventRecord {
             occurred_at,
+            written_at,
             reward: RewardRecord {
                 kind,
                 status: if flags & 1 << 3 != 0 { Status::Rejected } else { Status::Scored },
@@ -448,6 +477,7 @@ mod tests {
         let at = crate::decode::parse_timestamp(occurred).unwrap_or_default();
         EventRecord {
             occurred_at: at,
+            written_at: 1_790_000_000,
             reward: RewardRecord {
                 kind: Kind::Refund,
                 status: Status::Rejected,
@@ -517,7 +547,8 @@ mod tests {
             spend_reversed: Decimal::ZERO,
         });
         let stored = StoredEvent::from_record(&r);
-        assert!(stored.0.len() <= 72, "{} bytes", stored.0.len());
+        assert!(stored.0.len() <= 76, "{} bytes", stored.0.len());
+        assert_eq!(stored.written_at(), Ok(1_790_000_000));
         assert_eq!(stored.decode(), Ok(r));
     }
 

@@ -52,6 +52,8 @@ pub struct PurchaseRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventRecord {
     pub occurred_at: Micros,
+    /// Wall-clock second the record was first written; 0 when not stamped.
+    pub written_at: u64,
     /// What the reward event is made of, as first emitted.
     pub reward: RewardRecord,
     /// Present for scored purchases.
