@@ -15,13 +15,14 @@ use std::io;
 
 use crate::decode::{DecodeError, Decoder};
 use crate::event::Event;
+use crate::event::Micros;
 use crate::outcome::{Outcome, RewardView};
 use crate::output;
 use crate::pipeline::{Disposition, Sink};
 use crate::rules::ProgramSet;
 use crate::rules::engine::{self, Settings};
 use crate::state::codec::StoredEvent;
-use crate::state::{BatchStore, Budgets, MemberKey, StoreError, Versioned, Write};
+use crate::state::{BatchStore, Budgets, MemberKey, Reservation, StoreError, Versioned, Write};
 
 /// How often a batch re-evaluates members whose writes lost a race before
 /// giving up (each round, another scorer made progress on those members).
@@ -39,16 +40,34 @@ pub enum BatchError {
     Sink(#[from] io::Error),
 }
 
-/// Budgets are not served by shared stores yet: programs with
-/// `budget_points` are refused before a batch scorer is built.
-struct NoBudgets;
+/// Budgets during a batch: a budgeted rule's award for an event is capped by
+/// the grant already reserved for that event when there is one, else by the
+/// budget alone; every award is noted, to be reserved before anything is
+/// written (see docs/state.md, "Promotion budgets").
+struct BatchBudgets<'b> {
+    programs: &'b ProgramSet,
+    grants: &'b HashMap<(usize, String), i64>,
+    /// The message being evaluated.
+    event: usize,
+    /// (message, rule id, points awarded).
+    charges: &'b mut Vec<(usize, String, i64)>,
+}
 
-impl Budgets for NoBudgets {
-    fn spent(&self, _program: &str, _rule: &str) -> i64 {
-        0
+impl Budgets for BatchBudgets<'_> {
+    fn spent(&self, program: &str, rule: &str) -> i64 {
+        let budget = self
+            .programs
+            .iter()
+            .find(|p| p.id == program)
+            .and_then(|p| p.rules.iter().find(|r| r.id == rule))
+            .and_then(|r| r.budget_points)
+            .unwrap_or(0);
+        self.grants.get(&(self.event, rule.to_owned())).map_or(0, |grant| budget - grant)
     }
 
-    fn charge(&mut self, _program: &str, _rule: &str, _points: i64) {}
+    fn charge(&mut self, _program: &str, rule: &str, points: i64) {
+        self.charges.push((self.event, rule.to_owned(), points));
+    }
 }
 
 /// What became of one message of the batch, before it is emitted.
@@ -87,17 +106,7 @@ impl std::fmt::Debug for BatchScorer {
 }
 
 impl BatchScorer {
-    /// `None` when a program uses `budget_points` (not served by shared stores yet).
     pub fn new(programs: ProgramSet, settings: Settings, max_message_bytes: usize) -> Result<Self, String> {
-        if let Some((program, rule)) =
-            programs.iter().find_map(|p| p.rules.iter().find(|r| r.budget_points.is_some()).map(|r| (p, r)))
-        {
-            return Err(format!(
-                "program {:?} rule {:?} has budget_points, which a shared state store does not serve yet; \
-                 use --state memory for this program",
-                program.id, rule.id
-            ));
-        }
         Ok(Self {
             programs,
             settings,
@@ -133,6 +142,8 @@ impl BatchScorer {
         // Split the borrows: events borrow the decoders while the rest is written.
         let now = (self.clock)();
         let Self { programs, settings, decoders, outcomes, rewards, repeats, .. } = self;
+        let mut grants: HashMap<(usize, String), i64> = HashMap::new();
+        let mut charges: Vec<(usize, String, i64)> = Vec::new();
         let mut work = Work { programs, settings, outcomes, rewards, repeats, now };
         let mut events: Vec<Option<Event<'_>>> = Vec::with_capacity(batch.len());
         let mut slots: Vec<Slot> = Vec::with_capacity(batch.len());
@@ -164,12 +175,33 @@ impl BatchScorer {
             *slot = Slot::Member(k);
         }
 
+        let budgeted = work.programs.iter().any(|p| p.rules.iter().any(|r| r.budget_points.is_some()));
         let mut states = store.load(&keys).await?;
+        // Members evaluated again after a short grant start over from here.
+        let mut loaded_states: Vec<Versioned> = if budgeted { states.clone() } else { Vec::new() };
         let mut pending: Vec<usize> = (0..keys.len()).collect();
         for _round in 0..MAX_ROUNDS {
             let loaded: Vec<u64> = states.iter().map(|s| s.version).collect();
-            let changed: Vec<usize> =
-                pending.iter().copied().filter(|&k| work.evaluate_member(k, &slots, &events, &mut states[k])).collect();
+            let mut changed: Vec<usize> = Vec::new();
+            for &k in &pending {
+                charges.retain(|(i, _, _)| !matches!(slots[*i], Slot::Member(m) if m == k));
+                if work.evaluate_member(k, &slots, &events, &mut states[k], &grants, &mut charges) {
+                    changed.push(k);
+                }
+            }
+            if budgeted {
+                Self::reserve_budgets(
+                    store,
+                    &mut work,
+                    &slots,
+                    &events,
+                    &mut states,
+                    &loaded_states,
+                    &mut grants,
+                    &mut charges,
+                )
+                .await?;
+            }
             let writes: Vec<Write<'_>> = changed
                 .iter()
                 .map(|&k| Write { key: &keys[k], expected: loaded[k], state: &states[k].state, ttl_ms: None })
@@ -181,11 +213,75 @@ impl BatchScorer {
             }
             let reload: Vec<MemberKey> = lost.iter().map(|&k| keys[k].clone()).collect();
             for (&k, state) in lost.iter().zip(store.load(&reload).await?) {
+                if budgeted {
+                    loaded_states[k] = state.clone();
+                }
                 states[k] = state;
             }
             pending = lost;
         }
         Err(BatchError::Contended)
+    }
+
+    /// Reserves what the batch's evaluation awarded budgeted rules, for the
+    /// events that have no grant yet; members with an event granted less
+    /// are evaluated again from their loaded state with the grants as caps,
+    /// until every award is covered by a grant (each event is reserved once,
+    /// so this ends).
+    #[expect(clippy::too_many_arguments, reason = "the batch's parts, borrowed apart")]
+    async fn reserve_budgets<S: BatchStore>(
+        store: &mut S,
+        work: &mut Work<'_>,
+        slots: &[Slot],
+        events: &[Option<Event<'_>>],
+        states: &mut [Versioned],
+        loaded: &[Versioned],
+        grants: &mut HashMap<(usize, String), i64>,
+        charges: &mut Vec<(usize, String, i64)>,
+    ) -> Result<(), BatchError> {
+        let ttl_ms = u64::try_from(work.settings.retention_days.saturating_add(1))
+            .unwrap_or(u64::MAX / 2)
+            .saturating_mul(86_400_000);
+        loop {
+            let asks: Vec<(usize, String, i64)> =
+                charges.iter().filter(|(i, rule, _)| !grants.contains_key(&(*i, rule.clone()))).cloned().collect();
+            if asks.is_empty() {
+                return Ok(());
+            }
+            let mut reservations = Vec::with_capacity(asks.len());
+            for (i, rule, points) in &asks {
+                let Some(event) = &events[*i] else { continue };
+                let Some(program) = work.programs.get(event.program) else { continue };
+                let budget = program.rules.iter().find(|r| r.id == *rule).and_then(|r| r.budget_points).unwrap_or(0);
+                reservations.push(Reservation {
+                    program: &program.id,
+                    rule,
+                    budget,
+                    member: event.member_id.unwrap_or_default(),
+                    event_id: event.event_id,
+                    day: event.occurred_at.0.div_euclid(Micros::PER_DAY),
+                    points: *points,
+                    ttl_ms,
+                });
+            }
+            let granted = store.reserve(&reservations).await?;
+            let mut short: Vec<usize> = Vec::new();
+            for ((i, rule, points), grant) in asks.into_iter().zip(granted) {
+                if grant < points {
+                    if let Slot::Member(k) = slots[i] {
+                        short.push(k);
+                    }
+                }
+                grants.insert((i, rule), grant);
+            }
+            short.sort_unstable();
+            short.dedup();
+            for k in short {
+                states[k] = loaded[k].clone();
+                charges.retain(|(i, _, _)| !matches!(slots[*i], Slot::Member(m) if m == k));
+                work.evaluate_member(k, slots, events, &mut states[k], grants, charges);
+            }
+        }
     }
 }
 
@@ -210,6 +306,8 @@ impl Work<'_> {
         slots: &[Slot],
         events: &[Option<Event<'_>>],
         state: &mut Versioned,
+        grants: &HashMap<(usize, String), i64>,
+        charges: &mut Vec<(usize, String, i64)>,
     ) -> bool {
         let mut changed = false;
         for (i, slot) in slots.iter().enumerate() {
@@ -235,7 +333,8 @@ impl Work<'_> {
             changed = true;
             self.repeats[i] = false;
             let outcome = &mut self.outcomes[i];
-            engine::apply(program, self.settings, &mut state.state, &mut NoBudgets, event, outcome);
+            let mut budgets = BatchBudgets { programs: self.programs, grants, event: i, charges };
+            engine::apply(program, self.settings, &mut state.state, &mut budgets, event, outcome);
             let view = RewardView::new(program, event, outcome);
             output::write_reward(reward, program, event.event_id, member_id, &view);
             let stored = StoredEvent::encode(event.occurred_at, &view, outcome.purchase.as_ref()).stamped(self.now);

@@ -16,7 +16,7 @@ use loyalty_scorer::pipeline::{Disposition, Sink};
 use loyalty_scorer::rules::engine::Settings;
 use loyalty_scorer::rules::{ProgramSet, load};
 use loyalty_scorer::state::memory::MemoryStore;
-use loyalty_scorer::state::{BatchStore, MemberKey, StoreError, Versioned, Write};
+use loyalty_scorer::state::{BatchStore, MemberKey, Reservation, StoreError, Versioned, Write};
 
 #[derive(Default)]
 struct Lines {
@@ -77,7 +77,7 @@ async fn score<S: BatchStore>(programs: &ProgramSet, lines: &[String], size: usi
 
 #[tokio::test]
 async fn examples_at_every_batch_size() {
-    for name in ["basic", "lifecycle"] {
+    for name in ["basic", "coalition", "lifecycle"] {
         let (programs, events, rewards, dead) = example(name);
         for size in [1, 2, 3, 7, 64] {
             let out = score(&programs, &events, size, &mut MemoryStore::new()).await;
@@ -87,11 +87,27 @@ async fn examples_at_every_batch_size() {
     }
 }
 
-#[test]
-fn programs_with_budgets_are_refused_for_now() {
-    let (programs, ..) = example("coalition");
-    let error = BatchScorer::new(programs, Settings::default(), 65536).unwrap_err();
-    assert!(error.contains("weekend-breakfast") && error.contains("budget_points"), "{error}");
+#[tokio::test]
+async fn a_budget_is_never_overspent_and_charged_once_per_event() {
+    // Coalition: weekend-breakfast has a budget of 100 points across all members.
+    let (programs, events, ..) = example("coalition");
+    let mut store = MemoryStore::new();
+    let first = score(&programs, &events, 2, &mut store).await;
+    let awarded = |lines: &Lines| -> i64 {
+        lines
+            .rewards
+            .iter()
+            .flat_map(|r| r["breakdown"].as_array().unwrap().clone())
+            .filter(|l| l["rule"] == "weekend-breakfast")
+            .map(|l| l["points"].as_i64().unwrap())
+            .sum()
+    };
+    assert_eq!(awarded(&first), 100);
+    // The same events again (a replay after a crash): all repeats, nothing charged again.
+    let again = score(&programs, &events, 5, &mut store).await;
+    assert_eq!(again.rewards, first.rewards);
+    let spent: Vec<(String, String, i64)> = store.budgets().map(|(p, r, v)| (p.to_owned(), r.to_owned(), v)).collect();
+    assert_eq!(spent, vec![("citypoints".to_owned(), "weekend-breakfast".to_owned(), 100)]);
 }
 
 /// A store where another scorer changes a member between this scorer's
@@ -122,6 +138,10 @@ impl BatchStore for Raced {
             }
         }
         self.inner.apply(writes).await
+    }
+
+    async fn reserve(&mut self, reservations: &[Reservation<'_>]) -> Result<Vec<i64>, StoreError> {
+        self.inner.reserve(reservations).await
     }
 }
 

@@ -47,7 +47,7 @@ fn without_version(mut values: Vec<Value>) -> Vec<Value> {
 #[test]
 fn examples_with_redis_state() {
     let server = RedisServer::start();
-    for name in ["basic", "lifecycle"] {
+    for name in ["basic", "coalition", "lifecycle"] {
         let dir = root().join("tests/golden").join(name);
         let out = score(&dir.join("rules.toml"), &dir.join("events.jsonl"), &server.url(), &["--key-prefix", name]);
         let want: Vec<Value> = std::fs::read_to_string(dir.join("expected-rewards.jsonl"))
@@ -237,4 +237,58 @@ fn examples_on_a_cluster_across_a_slot_migration() {
     got.extend(lines(&score(&rules, &second, &target, &[])));
     let whole = lines(&score(&rules, &dir.join("events.jsonl"), "memory", &[]));
     assert_eq!(got, whole);
+}
+
+#[test]
+fn two_scorers_share_a_promotion_budget_without_overspending_it() {
+    let server = RedisServer::start();
+    let rules = root().join("tests/regression/part1/citypoints.toml");
+    let tmp = tempfile::tempdir().unwrap();
+    // Weekend breakfasts at the grocer: each earns the budgeted promotion
+    // (budget 100 points in all), far more than the budget allows.
+    let events: String = (0..200)
+        .map(|n| {
+            format!(
+                r#"{{"event_id":"W{n}","member_id":"K{}","merchant_id":"grocer","channel":"store","occurred_at":"2026-01-{:02}T07:{:02}:00+01:00","currency":"PLN","total":"20.00","items":[{{"sku":"EGG","category":"breakfast","amount":"20.00"}}]}}"#,
+                n % 20,
+                [10, 11, 17, 18][n % 4],
+                n % 60
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let half = |parity: usize| -> PathBuf {
+        let path = tmp.path().join(format!("{parity}.jsonl"));
+        let part: Vec<&str> = events.lines().enumerate().filter(|(n, _)| n % 2 == parity).map(|(_, l)| l).collect();
+        std::fs::write(&path, part.join("\n")).unwrap();
+        path
+    };
+    let spawn = |input: PathBuf| {
+        Command::new(env!("CARGO_BIN_EXE_loyalty-scorer"))
+            .args(["score", "--rules"])
+            .arg(&rules)
+            .arg("--input")
+            .arg(input)
+            .args(["--state", &server.url(), "--dlq", "/dev/null", "--batch-events", "8"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(half(0)), spawn(half(1)));
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(a.status.success() && b.status.success());
+    let mut by_id: HashMap<String, Value> = HashMap::new();
+    for reward in lines(&a).into_iter().chain(lines(&b)) {
+        by_id.insert(reward["reward_id"].as_str().unwrap().to_owned(), reward);
+    }
+    let awarded: i64 = by_id
+        .values()
+        .flat_map(|r| r["breakdown"].as_array().unwrap().clone())
+        .filter(|l| l["rule"] == "weekend-breakfast")
+        .map(|l| l["points"].as_i64().unwrap())
+        .sum();
+    let spent: i64 = server.cli(&["HGET", "ls:{citypoints:budget:weekend-breakfast}", "spent"]).trim().parse().unwrap();
+    // Demand is far above the budget: it is spent exactly, never beyond,
+    // and every point awarded was reserved.
+    assert_eq!((awarded, spent), (100, 100));
 }

@@ -4,7 +4,9 @@
 use hashbrown::HashMap;
 
 use crate::event::Micros;
-use crate::state::{BatchStore, Budgets, MemberKey, MemberState, StateStore, StoreError, Versioned, Write};
+use crate::state::{
+    BatchStore, Budgets, MemberKey, MemberState, Reservation, StateStore, StoreError, Versioned, Write,
+};
 
 #[derive(Debug, Default)]
 pub struct MemoryStore {
@@ -13,6 +15,8 @@ pub struct MemoryStore {
     /// program id -> member id -> state.
     members: HashMap<String, HashMap<String, MemberState>>,
     budgets: BudgetLedger,
+    /// Grants of [`BatchStore::reserve`]: (program, rule, grant id) -> points.
+    grants: HashMap<(String, String, String), i64>,
 }
 
 /// Points awarded per budgeted rule: (program id, rule id) -> points.
@@ -100,6 +104,22 @@ impl BatchStore for MemoryStore {
                     .entry_ref(w.key.member.as_str())
                     .or_default() = w.state.clone();
                 true
+            })
+            .collect())
+    }
+
+    async fn reserve(&mut self, reservations: &[Reservation<'_>]) -> Result<Vec<i64>, StoreError> {
+        Ok(reservations
+            .iter()
+            .map(|r| {
+                let id = (r.program.to_owned(), r.rule.to_owned(), r.grant_id());
+                if let Some(grant) = self.grants.get(&id) {
+                    return *grant;
+                }
+                let grant = r.points.min((r.budget - self.budgets.spent(r.program, r.rule)).max(0)).max(0);
+                self.budgets.charge(r.program, r.rule, grant);
+                self.grants.insert(id, grant);
+                grant
             })
             .collect())
     }

@@ -140,6 +140,34 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// Budget points asked for one event's award of one budgeted rule.
+#[derive(Debug, Clone, Copy)]
+pub struct Reservation<'a> {
+    pub program: &'a str,
+    pub rule: &'a str,
+    /// The rule's `budget_points`.
+    pub budget: i64,
+    /// Who and what the points are for: a reservation is granted once per
+    /// (program, rule, member, event); asking again returns the first grant.
+    pub member: &'a str,
+    pub event_id: &'a str,
+    /// The event's day (UTC, days since 1970-01-01): grants are filed by
+    /// day so that each day's file expires on its own.
+    pub day: i64,
+    /// Points the evaluation awarded the rule for this event.
+    pub points: i64,
+    /// Keep the grant at least this long (the retention window), so a
+    /// replay within it is charged once.
+    pub ttl_ms: u64,
+}
+
+impl Reservation<'_> {
+    /// The grant's identity within its rule: unambiguous whatever the ids hold.
+    pub fn grant_id(&self) -> String {
+        format!("{}:{}:{}", self.member.len(), self.member, self.event_id)
+    }
+}
+
 /// A store that serves whole batches: one round trip to load the members of
 /// a batch, one to write them back (per cluster node), with optimistic
 /// concurrency so two scorers touching one member never lose an update.
@@ -151,6 +179,11 @@ pub trait BatchStore {
     /// `true` where written, `false` where another writer came first (the
     /// caller reloads that member and evaluates its events again).
     fn apply(&mut self, writes: &[Write<'_>]) -> impl Future<Output = Result<Vec<bool>, StoreError>>;
+
+    /// Reserves budget points, one grant per reservation: at most what is
+    /// left of the budget, charged to it at once, and the same grant again
+    /// (charging nothing) when the same event asks again.
+    fn reserve(&mut self, reservations: &[Reservation<'_>]) -> impl Future<Output = Result<Vec<i64>, StoreError>>;
 }
 
 /// Promotion budgets: one counter per budgeted rule, shared by all members.

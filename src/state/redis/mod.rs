@@ -91,7 +91,7 @@ use redis::{AsyncConnectionConfig, Client, Cmd, ConnectionAddr, ConnectionInfo, 
 use tokio::task::JoinSet;
 
 use crate::state::codec::{decode_state, encode_state};
-use crate::state::{BatchStore, MemberKey, StoreError, Versioned, Write};
+use crate::state::{BatchStore, MemberKey, Reservation, StoreError, Versioned, Write};
 use cluster::{NodeAddr, SLOTS, key_slot, parse_slots, redirect_target};
 use target::Target;
 
@@ -99,6 +99,7 @@ pub use target::redact;
 
 /// The compare-and-set script (see the module docs).
 const CAS_SCRIPT: &str = include_str!("cas.lua");
+const RESERVE_SCRIPT: &str = include_str!("reserve.lua");
 
 /// How long opening a connection (TCP, TLS, AUTH, SELECT) may take.
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
@@ -119,6 +120,8 @@ pub struct RedisStore {
     prefix: String,
     /// SHA1 of [`CAS_SCRIPT`], what `EVALSHA` names.
     sha: String,
+    /// SHA of the budget reservation script.
+    reserve_sha: String,
     /// Every node ever used; indices stay valid (nodes are only added).
     /// Standalone: exactly one.
     nodes: Vec<Node>,
@@ -200,6 +203,7 @@ impl RedisStore {
             target: shown,
             prefix: prefix.to_owned(),
             sha: redis::Script::new(CAS_SCRIPT).get_hash().to_owned(),
+            reserve_sha: redis::Script::new(RESERVE_SCRIPT).get_hash().to_owned(),
             nodes: Vec::new(),
             cluster: None,
             round_trips: 0,
@@ -466,16 +470,28 @@ impl RedisStore {
         }
     }
 
-    /// Loads the script on one node, checking that Redis agrees on its SHA.
+    /// Loads the scripts on one node, checking that Redis agrees on their SHAs.
     async fn load_script(&mut self, node: usize) -> Result<(), StoreError> {
         let mut pipe = redis::pipe();
         pipe.cmd("SCRIPT").arg("LOAD").arg(CAS_SCRIPT);
+        pipe.cmd("SCRIPT").arg("LOAD").arg(RESERVE_SCRIPT);
         let values = self.request(node, &pipe).await?;
         let label = self.nodes.get(node).map_or("?", |n| n.label.as_str()).to_owned();
-        match values.first() {
-            Some(Value::BulkString(sha)) if sha.as_slice() == self.sha.as_bytes() => Ok(()),
-            Some(Value::ServerError(e)) => Err(self.server_error(&label, e.code(), e.details(), None)),
-            other => Err(StoreError::Corrupt(format!("{label}: SCRIPT LOAD answered {other:?}, not {}", self.sha))),
+        for (value, expected) in values.iter().zip([self.sha.clone(), self.reserve_sha.clone()]) {
+            match value {
+                Value::BulkString(sha) if sha.as_slice() == expected.as_bytes() => {}
+                Value::ServerError(e) => return Err(self.server_error(&label, e.code(), e.details(), None)),
+                other => {
+                    return Err(StoreError::Corrupt(format!(
+                        "{label}: SCRIPT LOAD answered {other:?}, not {expected}"
+                    )));
+                }
+            }
+        }
+        if values.len() == 2 {
+            Ok(())
+        } else {
+            Err(StoreError::Corrupt(format!("{label}: SCRIPT LOAD answered {values:?}")))
         }
     }
 
@@ -593,6 +609,35 @@ impl RedisStore {
 }
 
 impl BatchStore for RedisStore {
+    async fn reserve(&mut self, reservations: &[Reservation<'_>]) -> Result<Vec<i64>, StoreError> {
+        if reservations.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<(String, String)> =
+            reservations.iter().map(|r| self.budget_keys(r.program, r.rule, r.day)).collect();
+        let commands: Vec<Cmd> = reservations
+            .iter()
+            .zip(&keys)
+            .map(|(r, (budget, grants))| {
+                let mut cmd = redis::cmd("EVALSHA");
+                // KEYS[1..2], then ARGV[1..4] in the order `reserve.lua` reads them.
+                cmd.arg(&self.reserve_sha).arg(2).arg(budget).arg(grants);
+                cmd.arg(r.grant_id()).arg(r.points).arg(r.budget).arg(r.ttl_ms);
+                cmd
+            })
+            .collect();
+        let routing: Vec<String> = keys.iter().map(|(budget, _)| budget.clone()).collect();
+        let replies = self.execute(&commands, &routing).await?;
+        replies
+            .into_iter()
+            .zip(&routing)
+            .map(|(reply, name)| match reply {
+                Value::Int(grant) => Ok(grant),
+                other => Err(StoreError::Corrupt(format!("{name}: the reservation script answered {other:?}"))),
+            })
+            .collect()
+    }
+
     async fn load(&mut self, keys: &[MemberKey]) -> Result<Vec<Versioned>, StoreError> {
         if keys.is_empty() {
             return Ok(Vec::new());
@@ -639,6 +684,15 @@ impl BatchStore for RedisStore {
                 other => Err(StoreError::Corrupt(format!("{name}: the write script answered {other:?}"))),
             })
             .collect()
+    }
+}
+
+impl RedisStore {
+    /// The keys of a rule's budget: its `spent` hash and its grants, under
+    /// one hash tag of their own (never a member's slot).
+    fn budget_keys(&self, program: &str, rule: &str, day: i64) -> (String, String) {
+        let tag = format!("{{{program}:budget:{rule}}}");
+        (format!("{}:{tag}", self.prefix), format!("{}:{tag}:grants:{day}", self.prefix))
     }
 }
 
