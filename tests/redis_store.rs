@@ -286,7 +286,7 @@ async fn auth_comes_through_the_url() {
 
     let err = RedisStore::connect(&server.url(), "t7").await.unwrap_err();
     let text = err.to_string();
-    assert!(matches!(err, StoreError::Corrupt(_)), "a wrong configuration is not retried: {text}");
+    assert!(matches!(err, StoreError::Config(_)), "a wrong configuration is not retried: {text}");
     assert!(text.contains("NOAUTH") && text.contains(&server.url()), "{text}");
 
     let err = RedisStore::connect(&server.url_with_auth("", "wrong-pw"), "t7").await.unwrap_err();

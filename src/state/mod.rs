@@ -138,6 +138,28 @@ pub enum StoreError {
     /// something impossible: a broken invariant.
     #[error("state store corrupt: {0}")]
     Corrupt(String),
+    /// The store's address, credentials or key prefix are wrong: waiting
+    /// will not help, the operator must fix the configuration.
+    #[error("state store misconfigured: {0}")]
+    Config(String),
+}
+
+/// What the caller does about a [`StoreError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Retry the batch later, with backoff.
+    Retry,
+    /// Stop with a clear message.
+    Fatal,
+}
+
+impl StoreError {
+    pub fn disposition(&self) -> Disposition {
+        match self {
+            StoreError::Unavailable(_) => Disposition::Retry,
+            StoreError::Corrupt(_) | StoreError::Config(_) => Disposition::Fatal,
+        }
+    }
 }
 
 /// Budget points asked for one event's award of one budgeted rule.

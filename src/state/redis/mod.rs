@@ -73,9 +73,10 @@
 //! those writes now fail their version check.
 //!
 //! [`StoreError::Corrupt`] (fatal): undecodable state bytes (naming the
-//! key), a reply of the wrong shape, a script error, and authentication
-//! failures (`NOAUTH`, `WRONGPASS`, `NOPERM`): a configuration that waiting
-//! will not fix.
+//! key), a reply of the wrong shape, a script error.
+//! [`StoreError::Config`] (fatal): an invalid target or prefix, and
+//! authentication failures (`NOAUTH`, `WRONGPASS`, `NOPERM`): a
+//! configuration that waiting will not fix.
 //!
 //! This module must not hold a member's data between calls: it only moves
 //! bytes, so the memory store and this one see the same states.
@@ -189,16 +190,16 @@ impl RedisStore {
     /// Connects to `target` (see the module docs), loads the script on every
     /// node and, for a cluster, reads the slot map. Fails with the redacted
     /// target when no server answers ([`StoreError::Unavailable`]) or the
-    /// target, the prefix or the credentials are wrong ([`StoreError::Corrupt`]).
+    /// target, the prefix or the credentials are wrong ([`StoreError::Config`]).
     pub async fn connect(target: &str, prefix: &str) -> Result<RedisStore, StoreError> {
         let shown = redact(target);
         if prefix.contains(['{', '}']) {
-            return Err(StoreError::Corrupt(format!(
+            return Err(StoreError::Config(format!(
                 "key prefix {prefix:?} contains a brace: it would become the hash tag of every key"
             )));
         }
         let parsed =
-            Target::parse(target).map_err(|why| StoreError::Corrupt(format!("invalid Redis target {shown}: {why}")))?;
+            Target::parse(target).map_err(|why| StoreError::Config(format!("invalid Redis target {shown}: {why}")))?;
         let mut store = RedisStore {
             target: shown,
             prefix: prefix.to_owned(),
@@ -219,13 +220,13 @@ impl RedisStore {
                 for seed in &seeds {
                     let info = connection_info(seed)?;
                     let addr = tcp_addr(&info).ok_or_else(|| {
-                        StoreError::Corrupt(format!("cluster seed {} is not a TCP address", redact(seed)))
+                        StoreError::Config(format!("cluster seed {} is not a TCP address", redact(seed)))
                     })?;
                     template.get_or_insert_with(|| info.clone());
                     store.nodes.push(Node { label: addr.key(), addr: Some(addr), info, conn: None });
                 }
                 let Some(template) = template else {
-                    return Err(StoreError::Corrupt(format!("no cluster seed in {}", store.target)));
+                    return Err(StoreError::Config(format!("no cluster seed in {}", store.target)));
                 };
                 store.cluster = Some(SlotMap { owners: vec![NO_NODE; SLOTS].into(), stale: true, template });
                 store.refresh_slots().await?;
@@ -444,7 +445,7 @@ impl RedisStore {
         }
         let text = redact(&error.to_string());
         if error.kind() == redis::ErrorKind::AuthenticationFailed {
-            return StoreError::Corrupt(format!("{label}: {text}{AUTH_HINT}"));
+            return StoreError::Config(format!("{label}: {text}{AUTH_HINT}"));
         }
         if error.is_io_error() || error.is_timeout() || error.is_connection_dropped() || error.is_connection_refusal() {
             return StoreError::Unavailable(format!("{label}: {text}"));
@@ -465,7 +466,7 @@ impl RedisStore {
                 StoreError::Unavailable(text)
             }
             "LOADING" | "TRYAGAIN" | "CLUSTERDOWN" | "MASTERDOWN" | "BUSY" => StoreError::Unavailable(text),
-            "NOAUTH" | "WRONGPASS" | "NOPERM" => StoreError::Corrupt(format!("{text}{AUTH_HINT}")),
+            "NOAUTH" | "WRONGPASS" | "NOPERM" => StoreError::Config(format!("{text}{AUTH_HINT}")),
             _ => StoreError::Corrupt(text),
         }
     }
@@ -722,7 +723,7 @@ fn decode_member(reply: Value, name: &str) -> Result<Versioned, StoreError> {
 /// The connection settings of one URL.
 fn connection_info(url: &str) -> Result<ConnectionInfo, StoreError> {
     url.into_connection_info()
-        .map_err(|e| StoreError::Corrupt(format!("invalid Redis URL {}: {}", redact(url), redact(&e.to_string()))))
+        .map_err(|e| StoreError::Config(format!("invalid Redis URL {}: {}", redact(url), redact(&e.to_string()))))
 }
 
 /// `host:port` of a TCP (or TLS) address.
@@ -735,11 +736,11 @@ fn tcp_addr(info: &ConnectionInfo) -> Option<NodeAddr> {
     }
 }
 
-/// The error to report of two: a corrupt store outranks an unavailable one
+/// The error to report of two: a fatal one outranks an unavailable one
 /// (it stops the process, where the other would only be retried).
 fn worse(current: Option<StoreError>, new: StoreError) -> Option<StoreError> {
     match (&current, &new) {
-        (None, _) | (Some(StoreError::Unavailable(_)), StoreError::Corrupt(_)) => Some(new),
+        (None, _) | (Some(StoreError::Unavailable(_)), StoreError::Corrupt(_) | StoreError::Config(_)) => Some(new),
         _ => current,
     }
 }
