@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use serde_json::Value;
@@ -150,30 +150,26 @@ fn simulate_reports_budgets_in_text() {
 
 #[test]
 fn several_programs_are_served_by_their_ids() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let input = tmp.path().join("events.jsonl");
+    std::fs::write(
+        &input,
+        "{\"event_id\":\"A\",\"member_id\":\"M\",\"occurred_at\":\"2026-11-02T08:15:00Z\",\"currency\":\"EUR\",\"total\":\"10\"}\n\
+         {\"event_id\":\"A\",\"program\":\"citypoints\",\"member_id\":\"M\",\"occurred_at\":\"2026-11-02T08:15:00Z\",\"currency\":\"PLN\",\"total\":\"10\"}\n",
+    )
+    .expect("write");
     let out = run(bin()
         .args(["score", "--rules"])
         .arg(root().join("config/rules/acme.toml"))
         .arg("--rules")
         .arg(root().join("config/rules/citypoints.toml"))
         .args(["--input", "-"])
-        .stdin(std::fs::File::open(write_tmp(
-            "{\"event_id\":\"A\",\"member_id\":\"M\",\"occurred_at\":\"2026-11-02T08:15:00Z\",\"currency\":\"EUR\",\"total\":\"10\"}\n\
-             {\"event_id\":\"A\",\"program\":\"citypoints\",\"member_id\":\"M\",\"occurred_at\":\"2026-11-02T08:15:00Z\",\"currency\":\"PLN\",\"total\":\"10\"}\n",
-        ).as_path()).expect("open")));
+        .stdin(std::fs::File::open(&input).expect("open")));
     assert!(out.status.success(), "{}", text(&out.stderr));
     let rewards: Vec<Value> = text(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("json")).collect();
     assert_eq!(rewards.len(), 2, "the same event id in two programs is two events");
     assert_eq!((&rewards[0]["program"], &rewards[0]["points"]), (&Value::from("acme"), &Value::from(510)));
     assert_eq!((&rewards[1]["program"], &rewards[1]["points"]), (&Value::from("citypoints"), &Value::from(5)));
-}
-
-fn write_tmp(content: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("loyalty-scorer-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("tmp dir");
-    let path = dir.join(format!("{}.jsonl", content.len()));
-    std::fs::write(&path, content).expect("write");
-    let _ = Path::new(&path).exists();
-    path
 }
 
 #[test]

@@ -146,14 +146,13 @@ fn expire_by_age(program: &Program, state: &mut MemberState, local: &Local, now:
     }
 }
 
-fn filters_hold(filters: &Filters, event: &Event<'_>, local: &Local, tier: usize, program: &Program) -> bool {
+fn filters_hold(filters: &Filters, event: &Event<'_>, local: &Local, tier: usize) -> bool {
     fn listed(list: &Option<Vec<String>>, value: Option<&str>) -> bool {
         match list {
             None => true,
             Some(list) => value.is_some_and(|v| list.iter().any(|x| x == v)),
         }
     }
-    let _ = program;
     filters.valid_from.is_none_or(|from| event.occurred_at >= from)
         && filters.valid_to.is_none_or(|to| event.occurred_at < to)
         && filters.days.is_none_or(|days| days & (1 << local.weekday) != 0)
@@ -198,7 +197,7 @@ fn purchase(
 
     for (index, rule) in program.rules.iter().enumerate() {
         if matches!(rule.kind, RuleKind::Milestone { .. })
-            || !filters_hold(&rule.filters, event, local, out.tier_before, program)
+            || !filters_hold(&rule.filters, event, local, out.tier_before)
         {
             continue;
         }
@@ -237,7 +236,7 @@ fn purchase(
     state.lifetime_earned = state.lifetime_earned.saturating_add(earned);
     for (index, rule) in program.rules.iter().enumerate() {
         if let RuleKind::Milestone { thresholds, gift } = &rule.kind {
-            if gift.is_some() && filters_hold(&rule.filters, event, local, out.tier_before, program) {
+            if gift.is_some() && filters_hold(&rule.filters, event, local, out.tier_before) {
                 let crossed = thresholds.iter().filter(|&&t| lifetime_before < t && t <= state.lifetime_earned).count();
                 out.gifts.extend(std::iter::repeat_n(index, crossed.min(MAX_GIFTS_PER_RULE)));
             }
