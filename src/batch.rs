@@ -22,7 +22,7 @@ use crate::pipeline::{Disposition, Sink};
 use crate::rules::ProgramSet;
 use crate::rules::engine::{self, Settings};
 use crate::state::codec::StoredEvent;
-use crate::state::{BatchStore, Budgets, MemberKey, Reservation, StoreError, Versioned, Write};
+use crate::state::{BatchStore, Budgets, MemberKey, Reservation, Retention, StoreError, Versioned, Write};
 
 /// How often a batch re-evaluates members whose writes lost a race before
 /// giving up (each round, another scorer made progress on those members).
@@ -175,8 +175,24 @@ impl BatchScorer {
             *slot = Slot::Member(k);
         }
 
+        // The records each member's events need: their own (a repeat is
+        // re-emitted from it) and the originals their refunds name.
+        let mut wanted: Vec<Vec<&str>> = vec![Vec::new(); keys.len()];
+        for (slot, event) in slots.iter().zip(&events) {
+            let (Slot::Member(k), Some(event)) = (slot, event) else { continue };
+            wanted[*k].push(event.event_id);
+            wanted[*k].extend(event.original_event_id);
+        }
+        for ids in &mut wanted {
+            ids.sort_unstable();
+            ids.dedup();
+        }
+
         let budgeted = work.programs.iter().any(|p| p.rules.iter().any(|r| r.budget_points.is_some()));
-        let mut states = store.load(&keys).await?;
+        let retention = Retention::days(now, work.settings.retention_days);
+        let mut states = store.load(&keys, &wanted).await?;
+        // Records as loaded: a write carries only those that changed.
+        let mut loaded_records: Vec<_> = states.iter().map(|s| s.state.events.clone()).collect();
         // Members evaluated again after a short grant start over from here.
         let mut loaded_states: Vec<Versioned> = if budgeted { states.clone() } else { Vec::new() };
         let mut pending: Vec<usize> = (0..keys.len()).collect();
@@ -202,9 +218,25 @@ impl BatchScorer {
                 )
                 .await?;
             }
+            let records: Vec<Vec<(&str, &StoredEvent)>> = changed
+                .iter()
+                .map(|&k| {
+                    let before = &loaded_records[k];
+                    let after = &states[k].state.events;
+                    after.iter().filter(|(id, r)| before.get(*id) != Some(*r)).map(|(id, r)| (&**id, r)).collect()
+                })
+                .collect();
             let writes: Vec<Write<'_>> = changed
                 .iter()
-                .map(|&k| Write { key: &keys[k], expected: loaded[k], state: &states[k].state, ttl_ms: None })
+                .zip(&records)
+                .map(|(&k, records)| Write {
+                    key: &keys[k],
+                    expected: loaded[k],
+                    state: &states[k].state,
+                    ttl_ms: None,
+                    records,
+                    retention,
+                })
                 .collect();
             let written = store.apply(&writes).await?;
             let lost: Vec<usize> = changed.iter().zip(&written).filter(|(_, ok)| !**ok).map(|(&k, _)| k).collect();
@@ -212,10 +244,12 @@ impl BatchScorer {
                 return work.emit(batch, &slots, &events, sink);
             }
             let reload: Vec<MemberKey> = lost.iter().map(|&k| keys[k].clone()).collect();
-            for (&k, state) in lost.iter().zip(store.load(&reload).await?) {
+            let reload_records: Vec<Vec<&str>> = lost.iter().map(|&k| wanted[k].clone()).collect();
+            for (&k, state) in lost.iter().zip(store.load(&reload, &reload_records).await?) {
                 if budgeted {
                     loaded_states[k] = state.clone();
                 }
+                loaded_records[k] = state.state.events.clone();
                 states[k] = state;
             }
             pending = lost;
@@ -339,14 +373,6 @@ impl Work<'_> {
             output::write_reward(reward, program, event.event_id, member_id, &view);
             let stored = StoredEvent::encode(event.occurred_at, &view, outcome.purchase.as_ref()).stamped(self.now);
             state.state.events.insert(event.event_id.into(), stored);
-        }
-        if changed {
-            // Records live a retention window of wall-clock time after they
-            // were written; the state is rewritten anyway, so drop the
-            // expired ones now.
-            let window = u64::try_from(self.settings.retention_days).unwrap_or(0).saturating_mul(86_400);
-            let horizon = self.now.saturating_sub(window);
-            state.state.events.retain(|_, r| r.written_at().map_or(true, |w| w == 0 || w >= horizon));
         }
         changed
     }

@@ -119,22 +119,26 @@ struct Raced {
 }
 
 impl BatchStore for Raced {
-    async fn load(&mut self, keys: &[MemberKey]) -> Result<Vec<Versioned>, StoreError> {
-        self.inner.load(keys).await
+    async fn load(&mut self, keys: &[MemberKey], records: &[Vec<&str>]) -> Result<Vec<Versioned>, StoreError> {
+        self.inner.load(keys, records).await
     }
 
     async fn apply(&mut self, writes: &[Write<'_>]) -> Result<Vec<bool>, StoreError> {
         for w in writes {
             if !self.raced.contains(w.key) {
                 self.raced.push(w.key.clone());
-                let mut other = self.inner.load(std::slice::from_ref(w.key)).await?.remove(0);
+                let mut other = self.inner.load(std::slice::from_ref(w.key), &[]).await?.remove(0);
                 // Earned in 2030: newer than every lot of the examples, so it
                 // never expires there and is spent last.
                 let at = loyalty_scorer::event::Micros(1_900_000_000_000_000);
                 other
                     .state
                     .credit(1000, loyalty_scorer::state::Lot { earned_at: at, month: 0, release_at: at, points: 0 });
-                assert!(self.inner.apply(&[Write { state: &other.state, expected: other.version, ..*w }]).await?[0]);
+                assert!(
+                    self.inner
+                        .apply(&[Write { state: &other.state, expected: other.version, records: &[], ..*w }])
+                        .await?[0]
+                );
             }
         }
         self.inner.apply(writes).await
@@ -156,7 +160,7 @@ async fn a_lost_race_reloads_and_evaluates_again_on_the_winners_state() {
         assert_eq!(got["points"], want["points"], "{got}");
         assert_eq!(got["balance"].as_i64().unwrap(), want["balance"].as_i64().unwrap() + 1000, "{got}");
     }
-    let states = store.inner.load(&store.raced.clone()).await.unwrap();
+    let states = store.inner.load(&store.raced.clone(), &[]).await.unwrap();
     assert_eq!(states.len(), 3, "M1, M2, M3");
     assert!(states.iter().all(|v| v.version == 2), "the other scorer's write, then this one's");
 }

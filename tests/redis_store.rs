@@ -11,9 +11,11 @@ use std::net::{Ipv4Addr, TcpListener};
 
 use loyalty_scorer::event::{Kind, Micros};
 use loyalty_scorer::outcome::{Line, RewardRecord, StampTouch, Status};
-use loyalty_scorer::state::codec::{StoredEvent, encode_state};
-use loyalty_scorer::state::redis::RedisStore;
-use loyalty_scorer::state::{BatchStore, EventRecord, Lot, MemberKey, MemberState, PurchaseRecord, StoreError, Write};
+use loyalty_scorer::state::codec::StoredEvent;
+use loyalty_scorer::state::redis::{RedisStore, stored_state};
+use loyalty_scorer::state::{
+    BatchStore, EventRecord, Lot, MemberKey, MemberState, PurchaseRecord, Retention, StoreError, Write,
+};
 use rust_decimal::Decimal;
 use support::redis::{Conn, RedisCluster, RedisServer, Reply, key_slot};
 
@@ -76,8 +78,21 @@ fn rich_state(seed: i64) -> MemberState {
     state
 }
 
+/// Writes of whole states: every record of each is written with it.
 fn writes<'a>(keys: &'a [MemberKey], states: &'a [MemberState], expected: u64) -> Vec<Write<'a>> {
-    keys.iter().zip(states).map(|(key, state)| Write { key, expected, state, ttl_ms: None }).collect()
+    keys.iter().zip(states).map(|(key, state)| write(key, state, expected, None)).collect()
+}
+
+fn write<'a>(key: &'a MemberKey, state: &'a MemberState, expected: u64, ttl_ms: Option<u64>) -> Write<'a> {
+    let records: Vec<(&str, &StoredEvent)> = state.events.iter().map(|(id, r)| (&**id, r)).collect();
+    // Leaked: a test's few records, kept for the `Write`'s lifetime.
+    let records = Box::leak(records.into_boxed_slice());
+    Write { key, expected, state, ttl_ms, records, retention: Retention::days(1_800_000_000, 90) }
+}
+
+/// The record ids of each state: loading them gives the whole states back.
+fn ids(states: &[MemberState]) -> Vec<Vec<&str>> {
+    states.iter().map(|s| s.events.keys().map(|id| &**id).collect()).collect()
 }
 
 fn bytes(reply: Reply) -> Option<Vec<u8>> {
@@ -102,7 +117,7 @@ async fn unknown_members_are_empty_and_states_round_trip_with_versions() {
     let mut store = RedisStore::connect(&server.url(), "t1").await.unwrap();
     let keys: Vec<MemberKey> = (0..3).map(|i| member("shop", i)).collect();
 
-    let loaded = store.load(&keys).await.unwrap();
+    let loaded = store.load(&keys, &[]).await.unwrap();
     assert_eq!(loaded.len(), 3);
     assert!(loaded.iter().all(|v| v.version == 0 && v.state == MemberState::default()));
 
@@ -110,7 +125,7 @@ async fn unknown_members_are_empty_and_states_round_trip_with_versions() {
     assert!(states[0].balance() > 0 && states[0].pending_points() > 0 && !states[0].events.is_empty());
     assert!(states[1].debt > 0 && states[1].lots.is_empty());
     assert_eq!(store.apply(&writes(&keys, &states, 0)).await.unwrap(), vec![true; 3]);
-    let loaded = store.load(&keys).await.unwrap();
+    let loaded = store.load(&keys, &ids(&states)).await.unwrap();
     for (v, state) in loaded.iter().zip(&states) {
         assert_eq!(v.version, 1);
         assert_eq!(&v.state, state);
@@ -120,16 +135,19 @@ async fn unknown_members_are_empty_and_states_round_trip_with_versions() {
     changed[1].tier = "gold".into();
     changed[1].debt = 17;
     assert_eq!(store.apply(&writes(&keys, &changed, 1)).await.unwrap(), vec![true; 3]);
-    let loaded = store.load(&keys).await.unwrap();
+    let loaded = store.load(&keys, &ids(&changed)).await.unwrap();
     assert!(loaded.iter().all(|v| v.version == 2));
     assert_eq!(loaded[1].state, changed[1]);
 
-    // The layout the module docs promise: one hash per member, `v` and `s`.
+    // The layout the module docs promise: the state as a string (version,
+    // then the encoded state), the records in a hash by event id.
     let key = store.key(&keys[1]);
     assert_eq!(key, "t1:{shop:m00001}");
-    assert_eq!(server.call(&["HGET", &key, "v"]).expect_text("HGET v"), "2");
-    assert_eq!(bytes(server.call(&["HGET", &key, "s"])), Some(encode_state(&changed[1])));
-    assert!(store.load(&[]).await.unwrap().is_empty());
+    assert_eq!(bytes(server.call(&["GET", &key])), Some(stored_state(2, &changed[1])));
+    assert_eq!(stored_state(2, &changed[1])[..8], 2u64.to_be_bytes());
+    let (id, record) = changed[1].events.iter().next().unwrap();
+    assert_eq!(bytes(server.call(&["HGET", &format!("{key}:r"), id])), Some(record.0.to_vec()));
+    assert!(store.load(&[], &[]).await.unwrap().is_empty());
     assert!(store.apply(&[]).await.unwrap().is_empty());
 }
 
@@ -142,16 +160,16 @@ async fn a_stale_write_is_refused_and_changes_nothing() {
     let first = [rich_state(1)];
     assert_eq!(other.apply(&writes(&keys, &first, 0)).await.unwrap(), vec![true]);
     let key = store.key(&keys[0]);
-    let stored = bytes(server.call(&["HGET", &key, "s"]));
+    let stored = bytes(server.call(&["GET", &key]));
 
     // This writer still believes the member is new.
     let second = [rich_state(2)];
     assert_eq!(store.apply(&writes(&keys, &second, 0)).await.unwrap(), vec![false]);
-    assert_eq!(bytes(server.call(&["HGET", &key, "s"])), stored);
-    assert_eq!(server.call(&["HGET", &key, "v"]).expect_text("HGET v"), "1");
+    assert_eq!(bytes(server.call(&["GET", &key])), stored);
+    assert_eq!(stored, Some(stored_state(1, &first[0])));
     // And a write from the future is refused too.
     assert_eq!(store.apply(&writes(&keys, &second, 5)).await.unwrap(), vec![false]);
-    let loaded = store.load(&keys).await.unwrap();
+    let loaded = store.load(&keys, &ids(&first)).await.unwrap();
     assert_eq!((loaded[0].version, &loaded[0].state), (1, &first[0]));
 }
 
@@ -162,12 +180,17 @@ async fn ttl_sets_and_clears_expiry() {
     let key = member("shop", 1);
     let state = rich_state(1);
     let name = store.key(&key);
-    let write = Write { key: &key, expected: 0, state: &state, ttl_ms: Some(60_000) };
-    assert_eq!(store.apply(&[write]).await.unwrap(), vec![true]);
+    let first = write(&key, &state, 0, Some(60_000));
+    assert_eq!(store.apply(&[first]).await.unwrap(), vec![true]);
     let ttl = server.call(&["PTTL", &name]).expect_int("PTTL");
     assert!((1..=60_000).contains(&ttl), "{ttl}");
-    let write = Write { key: &key, expected: 1, state: &state, ttl_ms: None };
-    assert_eq!(store.apply(&[write]).await.unwrap(), vec![true]);
+    // The records outlive their last write by the window and a sweep period.
+    let idle = first.retention.idle_ms();
+    assert_eq!(idle, (90 * 86_400 + 90 * 86_400 / 8) * 1000);
+    let ttl = server.call(&["PTTL", &format!("{name}:r")]).expect_int("PTTL");
+    assert!(ttl > 0 && ttl.unsigned_abs() <= idle && ttl.unsigned_abs() > idle - 60_000, "{ttl}");
+    let second = write(&key, &state, 1, None);
+    assert_eq!(store.apply(&[second]).await.unwrap(), vec![true]);
     assert_eq!(server.call(&["PTTL", &name]).expect_int("PTTL"), -1);
 }
 
@@ -184,7 +207,7 @@ async fn script_flush_between_applies_reloads_the_script() {
     assert_eq!(store.apply(&writes(&keys, &states, 1)).await.unwrap(), vec![true, true]);
     // Refused pipeline, SCRIPT LOAD, resent pipeline.
     assert_eq!(store.round_trips() - before, 3);
-    assert!(store.load(&keys).await.unwrap().iter().all(|v| v.version == 2));
+    assert!(store.load(&keys, &[]).await.unwrap().iter().all(|v| v.version == 2));
 }
 
 #[tokio::test]
@@ -194,10 +217,10 @@ async fn a_batch_of_500_is_one_round_trip_each_way() {
     let keys: Vec<MemberKey> = (0..500).map(|i| member("shop", i)).collect();
     let states: Vec<MemberState> = (0..500).map(rich_state).collect();
 
-    let (hmget, trips) = (calls(&server, "hmget"), store.round_trips());
-    let loaded = store.load(&keys).await.unwrap();
+    let (get, trips) = (calls(&server, "get"), store.round_trips());
+    let loaded = store.load(&keys, &[]).await.unwrap();
     assert!(loaded.iter().all(|v| v.version == 0));
-    assert_eq!(calls(&server, "hmget") - hmget, 500);
+    assert_eq!(calls(&server, "get") - get, 500);
     assert_eq!(store.round_trips() - trips, 1);
 
     let (evalsha, trips) = (calls(&server, "evalsha"), store.round_trips());
@@ -207,7 +230,7 @@ async fn a_batch_of_500_is_one_round_trip_each_way() {
     // Never EVAL with the script's text: it is sent once, by SCRIPT LOAD.
     assert_eq!(calls(&server, "eval"), 0);
 
-    let loaded = store.load(&keys).await.unwrap();
+    let loaded = store.load(&keys, &ids(&states)).await.unwrap();
     assert!(loaded.iter().zip(&states).all(|(v, s)| v.version == 1 && &v.state == s));
 }
 
@@ -221,16 +244,16 @@ async fn the_store_reconnects_after_a_restart() {
 
     server.restart();
     // The old connection is dead: this call may fail, but only as Unavailable.
-    match store.load(&keys).await {
+    match store.load(&keys, &[]).await {
         Ok(loaded) => assert_eq!(loaded[0].version, 0, "no persistence: the data is gone"),
         Err(StoreError::Unavailable(_)) => {}
         Err(e) => panic!("expected Unavailable, got {e}"),
     }
     // The next call reconnects; the restarted server has no script (NOSCRIPT).
-    let loaded = store.load(&keys).await.unwrap();
+    let loaded = store.load(&keys, &[]).await.unwrap();
     assert_eq!(loaded[0].version, 0);
     assert_eq!(store.apply(&writes(&keys, &states, 0)).await.unwrap(), vec![true]);
-    assert_eq!(store.load(&keys).await.unwrap()[0].version, 1);
+    assert_eq!(store.load(&keys, &[]).await.unwrap()[0].version, 1);
 
     // The same for an apply right after a restart.
     server.restart();
@@ -245,7 +268,7 @@ async fn the_store_reconnects_after_a_restart() {
     // While the server is down, calls fail as Unavailable (and quickly).
     server.stop();
     for _ in 0..2 {
-        match store.load(&keys).await {
+        match store.load(&keys, &[]).await {
             Err(StoreError::Unavailable(_)) => {}
             other => panic!("expected Unavailable, got {other:?}"),
         }
@@ -281,7 +304,7 @@ async fn auth_comes_through_the_url() {
     let keys = [member("shop", 1)];
     let states = [rich_state(1)];
     assert_eq!(store.apply(&writes(&keys, &states, 0)).await.unwrap(), vec![true]);
-    assert_eq!(store.load(&keys).await.unwrap()[0].state, states[0]);
+    assert_eq!(store.load(&keys, &ids(&states)).await.unwrap()[0].state, states[0]);
     assert!(!format!("{store:?}").contains("secret"), "{store:?}");
 
     let err = RedisStore::connect(&server.url(), "t7").await.unwrap_err();
@@ -301,14 +324,14 @@ async fn a_stored_state_that_does_not_decode_is_corrupt() {
     let mut store = RedisStore::connect(&server.url(), "bad").await.unwrap();
     let keys = [member("shop", 1), member("shop", 2)];
     let name = store.key(&keys[1]);
-    server.call(&["HSET", &name, "v", "3", "s", "not a state"]).expect_int("HSET");
-    match store.load(&keys).await {
+    server.call(&["SET", &name, "\0\0\0\0\0\0\0\x03not a state"]).expect_ok("SET");
+    match store.load(&keys, &[]).await {
         Err(StoreError::Corrupt(why)) => assert!(why.contains(&name), "{why}"),
         other => panic!("expected Corrupt, got {other:?}"),
     }
     server.call(&["DEL", &name]).expect_int("DEL");
-    server.call(&["SET", &name, "a string"]).expect_ok("SET");
-    match store.load(&keys).await {
+    server.call(&["HSET", &name, "v", "1"]).expect_int("HSET");
+    match store.load(&keys, &[]).await {
         Err(StoreError::Corrupt(why)) => assert!(why.contains("WRONGTYPE") && why.contains(&name), "{why}"),
         other => panic!("expected Corrupt, got {other:?}"),
     }
@@ -325,12 +348,12 @@ async fn cluster_batches_span_nodes_and_survive_a_slot_migration() {
     let states: Vec<MemberState> = (0..200).map(rich_state).collect();
 
     let trips = store.round_trips();
-    assert!(store.load(&keys).await.unwrap().iter().all(|v| v.version == 0));
+    assert!(store.load(&keys, &[]).await.unwrap().iter().all(|v| v.version == 0));
     assert_eq!(store.round_trips() - trips, 3, "one pipeline per node");
     let trips = store.round_trips();
     assert_eq!(store.apply(&writes(&keys, &states, 0)).await.unwrap(), vec![true; 200]);
     assert_eq!(store.round_trips() - trips, 3, "one pipeline per node");
-    let loaded = store.load(&keys).await.unwrap();
+    let loaded = store.load(&keys, &ids(&states)).await.unwrap();
     assert!(loaded.iter().zip(&states).all(|(v, s)| v.version == 1 && &v.state == s));
 
     // Move member 0's slot away: the store's slot map is now wrong for it.
@@ -340,27 +363,26 @@ async fn cluster_batches_span_nodes_and_survive_a_slot_migration() {
     cluster.migrate_slot(slot, to);
     assert_eq!(cluster.key_owner(&names[0]), to);
 
-    let loaded = store.load(&keys).await.unwrap();
+    let loaded = store.load(&keys, &ids(&states)).await.unwrap();
     assert!(loaded.iter().zip(&states).all(|(v, s)| v.version == 1 && &v.state == s));
     let mut changed = states.clone();
     changed[0].tier = "gold".into();
     assert_eq!(store.apply(&writes(&keys, &changed, 1)).await.unwrap(), vec![true; 200]);
     let moved = cluster.node(to);
-    assert_eq!(moved.call(&["HGET", &names[0], "v"]).expect_text("HGET v"), "2");
-    assert_eq!(bytes(moved.call(&["HGET", &names[0], "s"])), Some(encode_state(&changed[0])));
-    match cluster.node(from).call(&["HGET", &names[0], "v"]) {
+    assert_eq!(bytes(moved.call(&["GET", &names[0]])), Some(stored_state(2, &changed[0])));
+    match cluster.node(from).call(&["GET", &names[0]]) {
         Reply::Error(e) => assert!(e.starts_with("MOVED"), "{e}"),
         other => panic!("the old owner still serves the key: {other:?}"),
     }
     // The slot map was refreshed: the next batch is one pipeline per node again.
     let trips = store.round_trips();
-    assert_eq!(store.load(&keys).await.unwrap()[0].state, changed[0]);
+    assert_eq!(store.load(&keys, &ids(&changed)).await.unwrap()[0].state, changed[0]);
     assert_eq!(store.round_trips() - trips, 3);
 
     // The redis+cluster:// form reaches the same data from a single seed.
     let seed = format!("redis+cluster://127.0.0.1:{}", cluster.node(2).port());
     let mut other = RedisStore::connect(&seed, "t8").await.unwrap();
-    assert_eq!(other.load(&keys[..1]).await.unwrap()[0].state, changed[0]);
+    assert_eq!(other.load(&keys[..1], &ids(&changed[..1])).await.unwrap()[0].state, changed[0]);
 }
 
 #[tokio::test]
@@ -388,11 +410,15 @@ async fn cluster_batches_follow_ask_during_a_migration() {
     cluster.node(to).call(&["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from_id]).expect_ok("IMPORTING");
     cluster.node(from).call(&["CLUSTER", "SETSLOT", &slot, "MIGRATING", &to_id]).expect_ok("MIGRATING");
     let port = cluster.node(to).port().to_string();
-    let migrated = cluster.node(from).call(&["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS", &names[0]]);
+    // All of a member's keys at once (state and records): a script over a
+    // member whose keys are split between the nodes is answered TRYAGAIN.
+    let records = [format!("{}:r", names[0]), format!("{}:r", names[1])];
+    let migrated =
+        cluster.node(from).call(&["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS", &names[0], &records[0]]);
     assert_eq!(migrated, Reply::Status("OK".into()));
 
     // Member a answers ASK from the old owner; b is still there.
-    let loaded = store.load(&keys).await.unwrap();
+    let loaded = store.load(&keys, &ids(&states)).await.unwrap();
     assert_eq!((loaded[0].version, &loaded[0].state), (1, &states[0]));
     assert_eq!((loaded[1].version, &loaded[1].state), (1, &states[1]));
     let changed = [rich_state(3), rich_state(4)];
@@ -400,16 +426,17 @@ async fn cluster_batches_follow_ask_during_a_migration() {
     // The importing node serves the key only after ASKING.
     let mut conn = Conn::open(cluster.node(to).port()).unwrap();
     conn.call(&["ASKING"]).unwrap().expect_ok("ASKING");
-    assert_eq!(bytes(conn.call(&["HGET", &names[0], "s"]).unwrap()), Some(encode_state(&changed[0])));
+    assert_eq!(bytes(conn.call(&["GET", &names[0]]).unwrap()), Some(stored_state(2, &changed[0])));
     // No copy of a was created on the old owner by the write: it still sends a away.
     match cluster.node(from).call(&["EXISTS", &names[0]]) {
         Reply::Error(e) => assert!(e.starts_with("ASK"), "{e}"),
         other => panic!("the migrating node holds the key again: {other:?}"),
     }
-    assert_eq!(bytes(cluster.node(from).call(&["HGET", &names[1], "s"])), Some(encode_state(&changed[1])));
+    assert_eq!(bytes(cluster.node(from).call(&["GET", &names[1]])), Some(stored_state(2, &changed[1])));
 
     // Finish the migration the way `migrate_slot` does.
-    let migrated = cluster.node(from).call(&["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS", &names[1]]);
+    let migrated =
+        cluster.node(from).call(&["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS", &names[1], &records[1]]);
     assert_eq!(migrated, Reply::Status("OK".into()));
     let mut order = vec![to, from];
     order.extend((0..3).filter(|i| *i != to && *i != from));
@@ -417,7 +444,61 @@ async fn cluster_batches_follow_ask_during_a_migration() {
         cluster.node(i).call(&["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]).expect_ok("SETSLOT NODE");
     }
     cluster.wait_ok();
-    let loaded = store.load(&keys).await.unwrap();
+    let loaded = store.load(&keys, &ids(&changed)).await.unwrap();
     assert_eq!((loaded[0].version, &loaded[0].state), (2, &changed[0]));
     assert_eq!((loaded[1].version, &loaded[1].state), (2, &changed[1]));
+}
+
+/// Writes four records to one member at growing wall-clock times and
+/// returns, after each write, which of them a load finds.
+async fn sweep_sequence<S: BatchStore>(store: &mut S) -> Vec<Vec<String>> {
+    const T0: u64 = 1_800_000_000;
+    const DAY: u64 = 86_400;
+    let key = member("shop", 1);
+    let state = MemberState { tier: "silver".into(), ..MemberState::default() };
+    let template = rich_state(1).events.into_values().next().unwrap();
+    let times = [T0, T0 + 50 * DAY, T0 + 90 * DAY + 1, T0 + 95 * DAY];
+    let ids = ["A", "B", "C", "D"];
+    let mut seen = Vec::new();
+    for (n, (&now, id)) in times.iter().zip(ids).enumerate() {
+        let record = template.clone().stamped(now);
+        let records = [(id, &record)];
+        let write = Write {
+            key: &key,
+            expected: n as u64,
+            state: &state,
+            ttl_ms: None,
+            records: &records,
+            retention: Retention::days(now, 90),
+        };
+        assert_eq!(store.apply(&[write]).await.unwrap(), vec![true]);
+        let loaded = store.load(std::slice::from_ref(&key), &[ids.to_vec()]).await.unwrap();
+        let mut found: Vec<String> = loaded[0].state.events.keys().map(|k| k.to_string()).collect();
+        found.sort();
+        seen.push(found);
+    }
+    seen
+}
+
+#[tokio::test]
+async fn records_are_swept_once_a_period_and_both_stores_forget_them_alike() {
+    let server = RedisServer::start();
+    let mut redis = RedisStore::connect(&server.url(), "sw").await.unwrap();
+    let seen = sweep_sequence(&mut redis).await;
+    let want: Vec<Vec<&str>> = vec![
+        vec!["A"],
+        // 50 days on, a sweep finds nothing expired.
+        vec!["A", "B"],
+        // Past A's window (and a sweep period after the last sweep): A goes.
+        vec!["B", "C"],
+        // Within a sweep period of the last one: no sweep.
+        vec!["B", "C", "D"],
+    ];
+    assert_eq!(seen, want);
+    let mut memory = loyalty_scorer::state::memory::MemoryStore::new();
+    assert_eq!(sweep_sequence(&mut memory).await, want, "the embedded store sweeps the same way");
+    // The horizon of the last sweep, kept with the records.
+    let name = redis.key(&member("shop", 1));
+    let swept = server.call(&["HGET", &format!("{name}:r"), ""]).expect_text("HGET w");
+    assert_eq!(swept, (1_800_000_000u64 + 1).to_string());
 }

@@ -5,12 +5,12 @@
 //! `MemoryStore`): a 20-byte member id, 12 purchases over a year (one a
 //! month), 2 items each (one in the stamp card's category), 20-byte event
 //! ids, in a program with a rolling tier (12 months, 3 tiers), one stamp
-//! card and a 365-day expiry. Then writes N copies of its state under
-//! distinct 20-byte member ids, in the store's layout (`HSET
-//! <prefix>:{<program>:<member>} v 1 s <encode_state>`), pipelined, and
-//! reports `MEMORY USAGE` (mean over 100 keys), the `used_memory` delta per
-//! member, and the encoded state's size split into the state without its
-//! event records and the records.
+//! card and a 365-day expiry. Then writes N copies of it under distinct
+//! 20-byte member ids, in the Redis store's layout (the state string `SET
+//! <prefix>:{<program>:<member>} <version><encode_state>` and the records
+//! hash `HSET <prefix>:{<program>:<member>}:r "" <horizon> <event id>
+//! <record> ...`), pipelined, and reports `MEMORY USAGE` of each (mean over 100
+//! members), the `used_memory` delta per member, and the encoded sizes.
 
 use std::collections::VecDeque;
 use std::io;
@@ -27,6 +27,7 @@ use loyalty_scorer::rules::engine::Settings;
 use loyalty_scorer::rules::{ProgramSet, load};
 use loyalty_scorer::state::MemberState;
 use loyalty_scorer::state::codec::encode_state;
+use loyalty_scorer::state::redis::stored_state;
 use loyalty_scorer::state::memory::MemoryStore;
 
 use crate::resp::{Conn, Reply, info_field};
@@ -156,18 +157,15 @@ fn used_memory(conn: &mut Conn) -> anyhow::Result<i64> {
 
 pub fn main(options: &Options) -> anyhow::Result<()> {
     let state = typical_member()?;
-    let bytes = encode_state(&state);
-    let full = bytes.len();
+    let base = encode_state(&state);
+    let base_len = base.len();
     let records = state.events.len();
     if records != 12 {
         bail!("the typical member has {records} event records, not 12");
     }
-    let base = full;
-    let mut no_events = state.clone();
-    no_events.events.clear();
-    let base_len = encode_state(&no_events).len();
     let record_bytes: usize = state.events.values().map(|r| r.0.len()).sum();
-    let key_bytes: usize = state.events.keys().map(|k| k.len()).sum();
+    let id_bytes: usize = state.events.keys().map(|k| k.len()).sum();
+    let longest = state.events.values().map(|r| r.0.len()).max().unwrap_or(0);
 
     println!(
         "typical member: tier {:?}, {} lots, {} pending, {} monthly spends, {} daily earned, {} stamps entries, {} records",
@@ -179,45 +177,49 @@ pub fn main(options: &Options) -> anyhow::Result<()> {
         state.stamps.len(),
         records
     );
-    println!("encoded state (encode_state): {base} bytes");
-    println!("  without event records: {base_len} bytes");
+    println!("encoded state (encode_state, records apart): {base_len} bytes");
     println!(
-        "  event records: {} bytes = {:.1} bytes per stored purchase outcome ({:.1} record + {:.1} event id + framing)",
-        full - base_len,
-        (full - base_len) as f64 / records as f64,
+        "  of it: lots {} B, monthly_spend {} B, daily_earned {} B, lifetime_spend {} B, tier {} B, stamps {} B",
+        without(&state, base_len, |s| s.lots = VecDeque::new()),
+        without(&state, base_len, |s| s.monthly_spend.clear()),
+        without(&state, base_len, |s| s.daily_earned.clear()),
+        without(&state, base_len, |s| s.lifetime_spend = Default::default()),
+        without(&state, base_len, |s| s.tier.clear()),
+        without(&state, base_len, |s| s.stamps.clear()),
+    );
+    println!(
+        "event records: {:.1} bytes of record + {:.1} of event id per stored purchase outcome (longest record {longest})",
         record_bytes as f64 / records as f64,
-        key_bytes as f64 / records as f64
+        id_bytes as f64 / records as f64,
     );
-    println!(
-        "  of the base: lots {} B, monthly_spend {} B, daily_earned {} B, lifetime_spend {} B, tier {} B, stamps {} B",
-        without(&no_events, base_len, |s| s.lots = VecDeque::new()),
-        without(&no_events, base_len, |s| s.monthly_spend.clear()),
-        without(&no_events, base_len, |s| s.daily_earned.clear()),
-        without(&no_events, base_len, |s| s.lifetime_spend = Default::default()),
-        without(&no_events, base_len, |s| s.tier.clear()),
-        without(&no_events, base_len, |s| s.stamps.clear()),
-    );
-    if let Some(lot) = state.lots.front() {
-        println!("  first lot: {lot:?}");
-    }
-    println!("  monthly_spend: {:?}", state.monthly_spend);
-    println!("  lifetime_spend: {}", state.lifetime_spend);
 
     let mut conn = Conn::open("127.0.0.1", options.port).context("connecting")?;
     let before = used_memory(&mut conn)?;
     let keys_before = conn.must(&[b"DBSIZE"])?;
     let started = Instant::now();
+    let horizon = b"1790000000";
+    let value = stored_state(1, &state);
     let mut i = 0;
     while i < options.members {
         let end = (i + options.chunk).min(options.members);
         for n in i..end {
-            let key = format!("{PREFIX}:{{{PROGRAM}:{}}}", member_id(1_000_000_000 + n));
-            conn.send(&[b"HSET", key.as_bytes(), b"v", b"1", b"s", &bytes])?;
+            let key = state_key(1_000_000_000 + n);
+            conn.send(&[b"SET", key.as_bytes(), &value])?;
+            let records_key = format!("{key}:r");
+            let mut fields: Vec<&[u8]> = vec![b"HSET", records_key.as_bytes(), b"", horizon];
+            for (id, record) in &state.events {
+                fields.extend([id.as_bytes(), &record.0]);
+            }
+            conn.send(&fields)?;
         }
         conn.flush()?;
         for _ in i..end {
             match conn.read()? {
-                Reply::Int(2) => {}
+                Reply::Status(ok) if ok == "OK" => {}
+                other => bail!("SET answered {other:?}"),
+            }
+            match conn.read()? {
+                Reply::Int(n) if n == records as i64 + 1 => {}
                 other => bail!("HSET answered {other:?} (are the keys already there? use an empty server)"),
             }
         }
@@ -229,35 +231,48 @@ pub fn main(options: &Options) -> anyhow::Result<()> {
     let after = used_memory(&mut conn)?;
     let n = options.members;
     println!(
-        "wrote {n} members in {:.1} s ({:.0} HSET/s), DBSIZE before {:?}",
+        "wrote {n} members in {:.1} s ({:.0} members/s), DBSIZE before {:?}",
         elapsed.as_secs_f64(),
         n as f64 / elapsed.as_secs_f64(),
         keys_before
     );
 
     let sample = 100.min(n);
-    let mut usage = 0i64;
+    let (mut state_usage, mut records_usage) = (0i64, 0i64);
     for k in 0..sample {
-        let key = format!("{PREFIX}:{{{PROGRAM}:{}}}", member_id(1_000_000_000 + k * (n / sample)));
-        match conn.must(&[b"MEMORY", b"USAGE", key.as_bytes(), b"SAMPLES", b"0"])? {
-            Reply::Int(b) => usage += b,
-            other => bail!("MEMORY USAGE answered {other:?}"),
+        let key = state_key(1_000_000_000 + k * (n / sample));
+        for (name, total) in [(key.clone(), &mut state_usage), (format!("{key}:r"), &mut records_usage)] {
+            match conn.must(&[b"MEMORY", b"USAGE", name.as_bytes(), b"SAMPLES", b"0"])? {
+                Reply::Int(b) => *total += b,
+                other => bail!("MEMORY USAGE answered {other:?}"),
+            }
         }
     }
-    let key = format!("{PREFIX}:{{{PROGRAM}:{}}}", member_id(1_000_000_000));
-    let encoding = conn.must(&[b"OBJECT", b"ENCODING", key.as_bytes()])?.text().unwrap_or_default();
-    println!("key: {key} ({} bytes), hash encoding {encoding}", key.len());
-    println!("MEMORY USAGE per key (mean of {sample}): {:.1} bytes", usage as f64 / sample as f64);
+    let key = state_key(1_000_000_000);
+    let encoding = |name: &str, conn: &mut Conn| -> String {
+        conn.must(&[b"OBJECT", b"ENCODING", name.as_bytes()]).ok().and_then(|r| r.text()).unwrap_or_default()
+    };
+    let (state_encoding, records_encoding) = (encoding(&key, &mut conn), encoding(&format!("{key}:r"), &mut conn));
+    let state_usage = state_usage as f64 / sample as f64;
+    let per_record = records_usage as f64 / sample as f64 / records as f64;
+    println!("keys: {key} ({} bytes, {state_encoding}) and {key}:r ({records_encoding})", key.len());
+    println!(
+        "MEMORY USAGE (mean of {sample} members): state {state_usage:.1} bytes, records {per_record:.1} bytes each"
+    );
     println!(
         "used_memory: {before} -> {after}, delta {} = {:.1} bytes per member (amortized, Redis overhead included)",
         after - before,
         (after - before) as f64 / n as f64
     );
     println!(
-        "targets: state {base} B (< 200: {}), per stored purchase outcome {:.1} B (< 100: {})",
-        base < 200,
-        (full - base_len) as f64 / records as f64,
-        ((full - base_len) as f64 / records as f64) < 100.0
+        "targets: state {base_len} B encoded, {state_usage:.0} B in Redis (< 200: {}); per stored purchase outcome {per_record:.1} B in Redis (< 100: {})",
+        state_usage < 200.0,
+        per_record < 100.0
     );
     Ok(())
+}
+
+/// The Redis key of member number `i`'s state.
+fn state_key(i: u64) -> String {
+    format!("{PREFIX}:{{{PROGRAM}:{}}}", member_id(i))
 }

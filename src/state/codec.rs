@@ -19,14 +19,18 @@ use crate::event::{Kind, Micros};
 use crate::outcome::{Line, RewardRecord, RewardView, StampTouch, Status};
 use crate::state::{EventRecord, MemberState, PurchaseRecord};
 
-const FORMAT: u8 = 2;
+const FORMAT: u8 = 3;
+
+/// Bytes before the flags: the format byte and the write time.
+const HEAD: usize = 5;
 
 /// Format byte of an encoded member state.
-const STATE_FORMAT: u8 = 2;
+const STATE_FORMAT: u8 = 3;
 
 /// A member's state as bytes (a format byte, then postcard: varints and
 /// length-prefixed fields; lots, months and decimals through the compact
-/// forms below; event records inside are already compact).
+/// forms below). Event records are not part of it: stores keep them one by
+/// one, so a write touches only the records that changed.
 pub fn encode_state(state: &MemberState) -> Vec<u8> {
     let mut out = vec![STATE_FORMAT];
     // Serializing plain data into a vector cannot fail.
@@ -58,6 +62,10 @@ impl StoredEvent {
     pub fn encode(occurred_at: Micros, reward: &RewardView<'_>, purchase: Option<&PurchaseRecord>) -> Self {
         let mut w = Vec::with_capacity(96);
         w.push(FORMAT);
+        // Written-at: fixed width, right after the format byte, so that the
+        // Redis store's sweep (a Lua script) reads it without decoding the
+        // rest, and `stamped` sets it in place; 0 until stamped.
+        w.extend_from_slice(&[0; 4]);
         let kind = match reward.kind {
             Kind::Purchase => 0,
             Kind::Refund => 1,
@@ -74,10 +82,8 @@ impl StoredEvent {
             | u8::from(reward.merchant_id.is_some()) << 6
             | u8::from(purchase.is_some()) << 7;
         w.push(flags);
-        signed(&mut w, occurred_at.0);
-        // Written-at comes right after the event time, so retention sweeps
-        // read it without decoding the rest; 0 until `stamped`.
-        w.push(0);
+        // Whole seconds (most POS clocks) take 5 bytes instead of 8.
+        signed(&mut w, time_code(occurred_at.0));
         match time {
             TimeShape::Utc => w.push(0),
             TimeShape::Offset(minutes) => {
@@ -158,42 +164,33 @@ impl StoredEvent {
 
     /// The record with the wall-clock second it was first written (a shared
     /// store expires records by wall-clock time, as Redis does keys).
-    pub fn stamped(self, written_at: u64) -> Self {
-        let Ok(at) = self.occurred_at() else { return self };
-        let mut head = Vec::with_capacity(self.0.len() + 5);
-        head.extend_from_slice(&self.0[..2]);
-        signed(&mut head, at.0);
-        let rest_from = head.len() + 1;
-        unsigned(&mut head, written_at);
-        head.extend_from_slice(&self.0[rest_from..]);
-        Self(head.into_boxed_slice())
+    /// Seconds past 2106 are stored as `u32::MAX`.
+    pub fn stamped(mut self, written_at: u64) -> Self {
+        if let Some(head) = self.0.get_mut(1..HEAD) {
+            head.copy_from_slice(&u32::try_from(written_at).unwrap_or(u32::MAX).to_be_bytes());
+        }
+        self
     }
 
     /// The wall-clock second the record was first written; 0 when never
     /// stamped (the embedded store's records).
     pub fn written_at(&self) -> Result<u64, CorruptRecord> {
-        let mut r = Reader { bytes: &self.0, at: 2 };
-        if self.0.first() != Some(&FORMAT) {
-            return Err(CorruptRecord(0));
+        match self.0.get(..HEAD) {
+            Some([FORMAT, a, b, c, d]) => Ok(u64::from(u32::from_be_bytes([*a, *b, *c, *d]))),
+            _ => Err(CorruptRecord(0)),
         }
-        r.signed()?;
-        r.unsigned()
     }
 
     /// The event's `occurred_at`, read without decoding the rest.
     pub fn occurred_at(&self) -> Result<Micros, CorruptRecord> {
-        let mut r = Reader { bytes: &self.0, at: 2 };
-        if self.0.first() != Some(&FORMAT) {
-            return Err(CorruptRecord(0));
-        }
-        Ok(Micros(r.signed()?))
+        self.written_at()?;
+        let mut r = Reader { bytes: &self.0, at: HEAD + 1 };
+        Ok(Micros(time_from_code(r.signed()?)))
     }
 
     pub fn decode(&self) -> Result<EventRecord, CorruptRecord> {
-        let mut r = Reader { bytes: &self.0, at: 0 };
-        if r.byte()? != FORMAT {
-            return Err(CorruptRecord(0));
-        }
+        let written_at = self.written_at()?;
+        let mut r = Reader { bytes: &self.0, at: HEAD };
         let flags = r.byte()?;
         let kind = match flags & 0b111 {
             0 => Kind::Purchase,
@@ -203,8 +200,7 @@ impl StoredEvent {
             4 => Kind::Adjust,
             _ => return Err(r.corrupt()),
         };
-        let occurred_at = Micros(r.signed()?);
-        let written_at = r.unsigned()?;
+        let occurred_at = Micros(time_from_code(r.signed()?));
         let occurred_text: Box<str> = match r.byte()? {
             0 => render_time(occurred_at, None).ok_or(r.corrupt())?.into(),
             1 => {
@@ -567,8 +563,11 @@ mod tests {
         state.birthday = Some((2, 29));
         state.stamps.push(("card".into(), 3));
         let r = record("2026-11-02T08:15:00Z", "0c7b4d85e48ce39e", true);
-        state.events.insert("E1".into(), StoredEvent::from_record(&r));
         let bytes = encode_state(&state);
+        // Records are stored apart from the state, one by one.
+        let mut with_record = state.clone();
+        with_record.events.insert("E1".into(), StoredEvent::from_record(&r));
+        assert_eq!(encode_state(&with_record), bytes);
         assert_eq!(decode_state(&bytes), Ok(state));
         assert!(decode_state(&bytes[..bytes.len() - 1]).is_err());
         assert!(decode_state(&[]).is_err());

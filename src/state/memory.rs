@@ -10,8 +10,9 @@ use crate::state::{
 
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    /// Versions of the states written through [`BatchStore`].
-    versions: HashMap<(String, String), u64>,
+    /// Versions of the states written through [`BatchStore`], and when
+    /// each member's records were last swept (see [`crate::state::Retention`]).
+    versions: HashMap<(String, String), (u64, Option<u64>)>,
     /// program id -> member id -> state.
     members: HashMap<String, HashMap<String, MemberState>>,
     budgets: BudgetLedger,
@@ -77,12 +78,22 @@ impl StateStore for MemoryStore {
 /// The embedded store also serves batches, with the same versioned writes
 /// as a shared store: the batch path is tested without a server.
 impl BatchStore for MemoryStore {
-    async fn load(&mut self, keys: &[MemberKey]) -> Result<Vec<Versioned>, StoreError> {
+    async fn load(&mut self, keys: &[MemberKey], records: &[Vec<&str>]) -> Result<Vec<Versioned>, StoreError> {
         Ok(keys
             .iter()
-            .map(|k| Versioned {
-                version: self.versions.get(&(k.program.clone(), k.member.clone())).copied().unwrap_or(0),
-                state: self.members.get(&k.program).and_then(|m| m.get(&k.member)).cloned().unwrap_or_default(),
+            .enumerate()
+            .map(|(i, k)| {
+                let version = self.versions.get(&(k.program.clone(), k.member.clone())).map_or(0, |v| v.0);
+                let Some(stored) = self.members.get(&k.program).and_then(|m| m.get(&k.member)) else {
+                    return Versioned { version, state: MemberState::default() };
+                };
+                let mut state = stored.without_records();
+                for &id in records.get(i).map_or(&[][..], Vec::as_slice) {
+                    if let Some(record) = stored.events.get(id) {
+                        state.events.insert(id.into(), record.clone());
+                    }
+                }
+                Versioned { version, state }
             })
             .collect())
     }
@@ -92,17 +103,36 @@ impl BatchStore for MemoryStore {
             .iter()
             .map(|w| {
                 let id = (w.key.program.clone(), w.key.member.clone());
-                let version = self.versions.entry(id).or_insert(0);
+                let (version, swept) = self.versions.entry(id).or_insert((0, None));
                 if *version != w.expected {
                     return false;
                 }
                 *version += 1;
-                *self
+                let stored = self
                     .members
                     .entry_ref(w.key.program.as_str())
                     .or_default()
                     .entry_ref(w.key.member.as_str())
-                    .or_default() = w.state.clone();
+                    .or_default();
+                let events = std::mem::take(&mut stored.events);
+                *stored = w.state.without_records();
+                stored.events = events;
+                for &(event_id, record) in w.records {
+                    stored.events.insert(event_id.into(), record.clone());
+                }
+                // The same sweeps as the Redis store's script, so that both
+                // forget a record at the same moment.
+                let horizon = w.retention.horizon_s();
+                match *swept {
+                    None if !w.records.is_empty() => *swept = Some(horizon),
+                    Some(last) if horizon >= last.saturating_add(w.retention.sweep_s()) => {
+                        // A record this store wrote always decodes; one that
+                        // does not is kept rather than silently dropped.
+                        stored.events.retain(|_, r| r.written_at().map_or(true, |at| at >= horizon));
+                        *swept = Some(horizon);
+                    }
+                    _ => {}
+                }
                 true
             })
             .collect())

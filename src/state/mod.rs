@@ -97,8 +97,55 @@ pub struct MemberState {
     pub daily_earned: Vec<(i32, i64)>,
     /// Stamps carried over, by stamp card rule id.
     pub stamps: Vec<(String, u32)>,
-    /// Outcomes by `event_id`, within the retention window, encoded.
+    /// Outcomes by `event_id`, within the retention window, encoded. The
+    /// embedded store keeps all of them here; a batch store loads only those
+    /// its batch asks for and writes them apart from the rest of the state.
+    #[serde(skip)]
     pub events: HashMap<Box<str>, StoredEvent>,
+}
+
+impl MemberState {
+    /// A copy of everything but the event records.
+    pub fn without_records(&self) -> MemberState {
+        // Destructured so that a new field is a compile error here, not a
+        // field silently left out of the copy.
+        let MemberState {
+            tier,
+            lifetime_spend,
+            monthly_spend,
+            lots,
+            pending,
+            held,
+            debt,
+            last_activity,
+            grace_since,
+            birthday,
+            birthdays_used,
+            lifetime_earned,
+            purchases,
+            daily_earned,
+            stamps,
+            events: _,
+        } = self;
+        MemberState {
+            tier: tier.clone(),
+            lifetime_spend: *lifetime_spend,
+            monthly_spend: monthly_spend.clone(),
+            lots: lots.clone(),
+            pending: pending.clone(),
+            held: *held,
+            debt: *debt,
+            last_activity: *last_activity,
+            grace_since: *grace_since,
+            birthday: *birthday,
+            birthdays_used: birthdays_used.clone(),
+            lifetime_earned: *lifetime_earned,
+            purchases: *purchases,
+            daily_earned: daily_earned.clone(),
+            stamps: stamps.clone(),
+            events: HashMap::new(),
+        }
+    }
 }
 
 /// One member of one program: what a store files a state under.
@@ -122,9 +169,53 @@ pub struct Versioned {
 pub struct Write<'a> {
     pub key: &'a MemberKey,
     pub expected: u64,
+    /// The state; its `events` are not written (see `records`).
     pub state: &'a MemberState,
     /// Let the store drop the state after this long without a write.
     pub ttl_ms: Option<u64>,
+    /// The event records that are new or changed, written with the state
+    /// (in the same atomic step); the others stay as stored.
+    pub records: &'a [(&'a str, &'a StoredEvent)],
+    pub retention: Retention,
+}
+
+/// How long a store keeps event records: at least `window_s` seconds of
+/// wall-clock time after each was written, and at most a sweep period
+/// ([`Retention::sweep_s`]) longer.
+///
+/// Records are swept per member, when a write comes at least a sweep
+/// period after the member's last sweep: a member's records are read in
+/// full at most once per period instead of on every write. A member with no
+/// write for the window plus a period has only expired records, and a store
+/// may drop them all at once (Redis: the records hash's TTL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Wall-clock seconds of the write (and the written-at of its new records).
+    pub now_s: u64,
+    pub window_s: u64,
+}
+
+impl Retention {
+    /// From the engine's retention window in days.
+    pub fn days(now_s: u64, days: i64) -> Retention {
+        Retention { now_s, window_s: u64::try_from(days).unwrap_or(0).saturating_mul(86_400) }
+    }
+
+    /// Records written before this second have expired.
+    pub fn horizon_s(&self) -> u64 {
+        self.now_s.saturating_sub(self.window_s)
+    }
+
+    /// An eighth of the window, at least an hour: records outlive the
+    /// window by at most 12.5% (90 days: 11 days and 6 hours).
+    pub fn sweep_s(&self) -> u64 {
+        (self.window_s / 8).max(3600)
+    }
+
+    /// A member's records may all go this long after its last write.
+    pub fn idle_ms(&self) -> u64 {
+        self.window_s.saturating_add(self.sweep_s()).saturating_mul(1000)
+    }
 }
 
 /// Why a store could not serve a batch.
@@ -195,7 +286,14 @@ impl Reservation<'_> {
 /// concurrency so two scorers touching one member never lose an update.
 pub trait BatchStore {
     /// The states of `keys`, in order; new members come back empty at version 0.
-    fn load(&mut self, keys: &[MemberKey]) -> impl Future<Output = Result<Vec<Versioned>, StoreError>>;
+    /// Of each member's event records, only those named in `records[i]`
+    /// (the batch's own events and the originals its refunds name) are
+    /// loaded, when stored; `records` may be shorter than `keys`.
+    fn load(
+        &mut self,
+        keys: &[MemberKey],
+        records: &[Vec<&str>],
+    ) -> impl Future<Output = Result<Vec<Versioned>, StoreError>>;
 
     /// Writes each state whose stored version still equals its `expected`;
     /// `true` where written, `false` where another writer came first (the

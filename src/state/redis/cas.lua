@@ -1,29 +1,56 @@
--- Compare-and-set of one member's state (see the module docs of redis/mod.rs).
+-- Compare-and-set of one member's state and records (see the module docs
+-- of redis/mod.rs).
 --
--- KEYS[1]  the member's hash: fields `v` (version) and `s` (encoded state)
--- ARGV[1]  the version the writer loaded (decimal; an absent hash is "0")
--- ARGV[2]  the new encoded state
--- ARGV[3]  time to live in milliseconds, or "" to keep the state forever
+-- KEYS[1]  the member's state: a string, the version (8 bytes, big endian)
+--          then the encoded state
+-- KEYS[2]  the member's records: a hash, event id -> encoded record, and
+--          the field "" (no event id is empty): the horizon of the last sweep
+-- ARGV[1]  the version the writer loaded, 8 bytes ("" for a new member)
+-- ARGV[2]  the new value of KEYS[1]: the next version, then the new state
+-- ARGV[3]  the state's time to live in milliseconds, or "" to keep it
+-- ARGV[4]  the records' time to live after this write, milliseconds
+-- ARGV[5]  the horizon: records written before this second have expired
+-- ARGV[6]  the sweep period, seconds
+-- ARGV[7..] pairs of event id and encoded record: new or changed records
 --
--- Returns 1 when written (`v` becomes ARGV[1] + 1), 0 when another writer
--- came first (nothing changed).
---
--- Versions are compared as strings: both sides are canonical decimals (the
--- store formats ARGV[1], HINCRBY writes `v`), and Lua numbers are doubles
--- that would round versions above 2^53.
-local stored = redis.call('HGET', KEYS[1], 'v')
-if not stored then
-  stored = '0'
-end
-if stored ~= ARGV[1] then
+-- Returns 1 when written, 0 when another writer came first (nothing
+-- changed). The versions are compared as bytes: no number parsing, and no
+-- rounding of Lua's double-precision numbers. Seconds are far below 2^53.
+if redis.call('GETRANGE', KEYS[1], 0, 7) ~= ARGV[1] then
   return 0
 end
--- HINCRBY does the increment in 64-bit integers inside Redis.
-redis.call('HINCRBY', KEYS[1], 'v', 1)
-redis.call('HSET', KEYS[1], 's', ARGV[2])
 if ARGV[3] ~= '' then
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 else
-  redis.call('PERSIST', KEYS[1])
+  redis.call('SET', KEYS[1], ARGV[2])
+end
+if #ARGV < 8 then
+  return 1
+end
+-- In slices: unpack of a long list would overflow Lua's stack.
+for first = 7, #ARGV, 1000 do
+  redis.call('HSET', KEYS[2], unpack(ARGV, first, math.min(first + 999, #ARGV)))
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+
+local horizon = tonumber(ARGV[5])
+local swept = redis.call('HGET', KEYS[2], '')
+if not swept then
+  -- The member's first records: none is older than the horizon.
+  redis.call('HSET', KEYS[2], '', ARGV[5])
+elseif horizon >= tonumber(swept) + tonumber(ARGV[6]) then
+  -- A record's write time is the 4 bytes after its format byte, big endian.
+  local all = redis.call('HGETALL', KEYS[2])
+  local expired = {}
+  for i = 1, #all, 2 do
+    local a, b, c, d = string.byte(all[i + 1], 2, 5)
+    if all[i] ~= '' and d and ((a * 256 + b) * 256 + c) * 256 + d < horizon then
+      expired[#expired + 1] = all[i]
+    end
+  end
+  for first = 1, #expired, 1000 do
+    redis.call('HDEL', KEYS[2], unpack(expired, first, math.min(first + 999, #expired)))
+  end
+  redis.call('HSET', KEYS[2], '', ARGV[5])
 end
 return 1

@@ -91,8 +91,8 @@ use redis::aio::{ConnectionLike as _, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Client, Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo as _, Value};
 use tokio::task::JoinSet;
 
-use crate::state::codec::{decode_state, encode_state};
-use crate::state::{BatchStore, MemberKey, Reservation, StoreError, Versioned, Write};
+use crate::state::codec::{StoredEvent, decode_state, encode_state};
+use crate::state::{BatchStore, MemberKey, MemberState, Reservation, StoreError, Versioned, Write};
 use cluster::{NodeAddr, SLOTS, key_slot, parse_slots, redirect_target};
 use target::Target;
 
@@ -639,21 +639,39 @@ impl BatchStore for RedisStore {
             .collect()
     }
 
-    async fn load(&mut self, keys: &[MemberKey]) -> Result<Vec<Versioned>, StoreError> {
+    async fn load(&mut self, keys: &[MemberKey], records: &[Vec<&str>]) -> Result<Vec<Versioned>, StoreError> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let names: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
-        let commands: Vec<Cmd> = names
-            .iter()
-            .map(|name| {
+        let states: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
+        // Per command, the key it routes by: a member's records share its
+        // state's hash tag, so the state's name routes both.
+        let mut routes: Vec<String> = Vec::with_capacity(keys.len() * 2);
+        let mut commands: Vec<Cmd> = Vec::with_capacity(keys.len() * 2);
+        for (i, name) in states.iter().enumerate() {
+            let mut cmd = redis::cmd("GET");
+            cmd.arg(name);
+            commands.push(cmd);
+            routes.push(name.clone());
+            let ids = records.get(i).map_or(&[][..], Vec::as_slice);
+            if !ids.is_empty() {
                 let mut cmd = redis::cmd("HMGET");
-                cmd.arg(name).arg("v").arg("s");
-                cmd
-            })
-            .collect();
-        let replies = self.execute(&commands, &names).await?;
-        replies.into_iter().zip(&names).map(|(reply, name)| decode_member(reply, name)).collect()
+                cmd.arg(records_key(name)).arg(ids);
+                commands.push(cmd);
+                routes.push(name.clone());
+            }
+        }
+        let mut replies = self.execute(&commands, &routes).await?.into_iter();
+        let mut loaded = Vec::with_capacity(keys.len());
+        for (i, name) in states.iter().enumerate() {
+            let mut member = decode_member(replies.next().unwrap_or(Value::Nil), name)?;
+            let ids = records.get(i).map_or(&[][..], Vec::as_slice);
+            if !ids.is_empty() {
+                decode_records(replies.next().unwrap_or(Value::Nil), ids, &mut member.state, name)?;
+            }
+            loaded.push(member);
+        }
+        Ok(loaded)
     }
 
     async fn apply(&mut self, writes: &[Write<'_>]) -> Result<Vec<bool>, StoreError> {
@@ -666,12 +684,18 @@ impl BatchStore for RedisStore {
             .zip(&names)
             .map(|(write, name)| {
                 let mut cmd = redis::cmd("EVALSHA");
-                // KEYS[1], then ARGV[1..3] in the order `cas.lua` reads them.
-                cmd.arg(&self.sha).arg(1).arg(name).arg(write.expected).arg(encode_state(write.state));
+                // KEYS[1..2], then ARGV in the order `cas.lua` reads them.
+                cmd.arg(&self.sha).arg(2).arg(name).arg(records_key(name));
+                cmd.arg(version_bytes(write.expected)).arg(stored_state(write.expected + 1, write.state));
                 match write.ttl_ms {
                     Some(ms) => cmd.arg(ms),
                     None => cmd.arg(""),
                 };
+                let retention = write.retention;
+                cmd.arg(retention.idle_ms()).arg(retention.horizon_s()).arg(retention.sweep_s());
+                for (id, record) in write.records {
+                    cmd.arg(*id).arg(&*record.0);
+                }
                 cmd
             })
             .collect();
@@ -700,24 +724,61 @@ impl RedisStore {
 /// Appended to authentication errors: where the credentials go.
 const AUTH_HINT: &str = " (credentials come from the URL: redis://[user]:PASSWORD@host:port/)";
 
-/// A member's `HMGET v s` reply as a versioned state.
-fn decode_member(reply: Value, name: &str) -> Result<Versioned, StoreError> {
-    let Value::Array(fields) = reply else {
-        return Err(StoreError::Corrupt(format!("{name}: HMGET answered {reply:?}")));
+/// The key of a member's records hash, under the member's hash tag.
+fn records_key(state_key: &str) -> String {
+    format!("{state_key}:r")
+}
+
+/// A member's `HMGET <records> ids...` reply, into `state.events`.
+fn decode_records(reply: Value, ids: &[&str], state: &mut MemberState, name: &str) -> Result<(), StoreError> {
+    let Value::Array(values) = reply else {
+        return Err(StoreError::Corrupt(format!("{name}:r: HMGET answered {reply:?}")));
     };
-    match fields.as_slice() {
-        [Value::Nil, Value::Nil] => Ok(Versioned::default()),
-        [Value::BulkString(version), Value::BulkString(state)] => {
-            let version = std::str::from_utf8(version).ok().and_then(|v| v.parse::<u64>().ok()).filter(|&v| v > 0);
-            let Some(version) = version else {
-                return Err(StoreError::Corrupt(format!("{name}: field v is not a positive integer")));
-            };
-            let state = decode_state(state).map_err(|e| StoreError::Corrupt(format!("{name}: field s: {e}")))?;
-            Ok(Versioned { version, state })
-        }
-        // Not printed: the state may be large.
-        _ => Err(StoreError::Corrupt(format!("{name}: needs both fields v and s as strings, or neither"))),
+    if values.len() != ids.len() {
+        return Err(StoreError::Corrupt(format!("{name}:r: {} values for {} fields", values.len(), ids.len())));
     }
+    for (value, &id) in values.into_iter().zip(ids) {
+        match value {
+            Value::Nil => {}
+            Value::BulkString(bytes) => {
+                state.events.insert(id.into(), StoredEvent(bytes.into_boxed_slice()));
+            }
+            _ => return Err(StoreError::Corrupt(format!("{name}:r: field {id:?} is not a string"))),
+        }
+    }
+    Ok(())
+}
+
+/// A version as the state value starts with it: 8 bytes, big endian, so
+/// that the script compares versions as bytes; "" for 0 (no value).
+fn version_bytes(version: u64) -> Vec<u8> {
+    if version == 0 { Vec::new() } else { version.to_be_bytes().to_vec() }
+}
+
+/// The value of a member's state key: its version, then the encoded state.
+pub fn stored_state(version: u64, state: &MemberState) -> Vec<u8> {
+    let mut value = version.to_be_bytes().to_vec();
+    value.extend_from_slice(&encode_state(state));
+    value
+}
+
+/// A member's `GET` reply as a versioned state.
+fn decode_member(reply: Value, name: &str) -> Result<Versioned, StoreError> {
+    let bytes = match reply {
+        Value::Nil => return Ok(Versioned::default()),
+        Value::BulkString(bytes) => bytes,
+        // Not printed: the state may be large.
+        _ => return Err(StoreError::Corrupt(format!("{name}: GET answered something other than a string"))),
+    };
+    let Some((version, state)) = bytes.split_first_chunk::<8>() else {
+        return Err(StoreError::Corrupt(format!("{name}: {} bytes, shorter than a version", bytes.len())));
+    };
+    let version = u64::from_be_bytes(*version);
+    if version == 0 {
+        return Err(StoreError::Corrupt(format!("{name}: version 0 stored")));
+    }
+    let state = decode_state(state).map_err(|e| StoreError::Corrupt(format!("{name}: state: {e}")))?;
+    Ok(Versioned { version, state })
 }
 
 /// The connection settings of one URL.
@@ -752,16 +813,19 @@ mod tests {
     #[test]
     fn members_decode() {
         let name = "p:{a:b}";
-        assert_eq!(decode_member(Value::Array(vec![Value::Nil, Value::Nil]), name).ok(), Some(Versioned::default()));
+        assert_eq!(decode_member(Value::Nil, name).ok(), Some(Versioned::default()));
         let state = crate::state::MemberState { tier: "gold".into(), ..Default::default() };
-        let stored = Value::Array(vec![Value::BulkString(b"7".to_vec()), Value::BulkString(encode_state(&state))]);
+        let stored = Value::BulkString(stored_state(7, &state));
         assert_eq!(decode_member(stored, name).ok(), Some(Versioned { version: 7, state }));
+        assert_eq!(version_bytes(0), b"");
+        assert_eq!(version_bytes(7), [0, 0, 0, 0, 0, 0, 0, 7]);
+        assert_eq!(stored_state(7, &Default::default())[..8], version_bytes(7));
         for bad in [
-            Value::Array(vec![Value::BulkString(b"7".to_vec()), Value::BulkString(vec![9, 9])]),
-            Value::Array(vec![Value::BulkString(b"x".to_vec()), Value::BulkString(encode_state(&Default::default()))]),
-            Value::Array(vec![Value::BulkString(b"0".to_vec()), Value::BulkString(encode_state(&Default::default()))]),
-            Value::Array(vec![Value::Nil, Value::BulkString(vec![1])]),
-            Value::Nil,
+            Value::BulkString(vec![0, 0, 0, 0, 0, 0, 0, 7, 9, 9]),
+            Value::BulkString(stored_state(0, &Default::default())),
+            Value::BulkString(vec![0, 0, 7]),
+            Value::Array(vec![Value::Nil]),
+            Value::Int(1),
         ] {
             match decode_member(bad, name) {
                 Err(StoreError::Corrupt(why)) => assert!(why.contains(name), "{why}"),
