@@ -20,38 +20,52 @@
 //!
 //! # Keys
 //!
-//! One hash per member: `<prefix>:{<program>:<member>}`, fields `v` (the
-//! version, a decimal integer, at least 1) and `s` (the
-//! [`encode_state`] bytes). The braces make `<program>:<member>` the hash
-//! tag, so every key a member will ever have lives in one cluster slot and a
-//! script may touch them together; the prefix (no braces allowed) lets
-//! deployments and tests share a server without sharing keys.
+//! Two keys per member, under one hash tag: the braces of
+//! `<prefix>:{<program>:<member>}` make `<program>:<member>` the tag, so every
+//! key a member will ever have lives in one cluster slot and a script may
+//! touch them together; the prefix (no braces allowed) lets deployments and
+//! tests share a server without sharing keys.
+//!
+//! - `<prefix>:{<program>:<member>}`, a string: the version (8 bytes, big
+//!   endian, at least 1) then the [`encode_state`] bytes.
+//! - `<prefix>:{<program>:<member>}:r`, a hash: event id -> encoded record
+//!   ([`StoredEvent`]), and the field `""` (event ids are never empty): the
+//!   horizon of the member's last record sweep.
+//!
+//! A string rather than a hash for the state: a hash value longer than
+//! `hash-max-listpack-value` (64 bytes by default) turns the hash into a
+//! table that costs about 170 bytes more per member.
 //!
 //! # Writes: versions, not locks
 //!
 //! [`BatchStore::apply`] runs `cas.lua` (by SHA, `EVALSHA`) per member: it
-//! compares the stored `v` (absent = 0) with the version the writer loaded;
-//! when equal it sets `s`, increments `v` and returns 1, else it changes
-//! nothing and returns 0. This is optimistic concurrency: two scorers that
-//! loaded the same version cannot both write, the loser reloads and
-//! evaluates again, and there is no lock that a crashed or partitioned
-//! process could leave behind for a timeout to clean up. The script runs
-//! atomically in Redis, so compare and set cannot interleave.
+//! compares the stored version (`GETRANGE 0 7`, "" when absent) with the
+//! version the writer loaded; when equal it sets the state with the next
+//! version, sets the changed records, sweeps expired records when a sweep is
+//! due and returns 1, else it changes nothing and returns 0. This is
+//! optimistic concurrency: two scorers that loaded the same version cannot
+//! both write, the loser reloads and evaluates again, and there is no lock
+//! that a crashed or partitioned process could leave behind for a timeout to
+//! clean up. The script runs atomically in Redis, so compare and set cannot
+//! interleave, and an event's record is written with its state change.
 //!
-//! `ttl_ms` sets `PEXPIRE` on the hash (`PERSIST` without it): a member
-//! that sees no event for that long is dropped, which bounds memory for
-//! programs that let inactive members lapse. Every write renews it.
+//! `ttl_ms` expires the state (`SET ... PX`; none without it): a member that
+//! sees no event for that long is dropped, which bounds memory for programs
+//! that let inactive members lapse. Every write renews it. The records hash
+//! expires a retention window and a sweep period after the member's last
+//! write (see [`crate::state::Retention`]).
 //!
 //! # Round trips
 //!
-//! A batch is one pipeline per node: `HMGET key v s` per member to load,
-//! `EVALSHA` per member to apply. On a cluster the store keeps its own slot
-//! map (`CLUSTER SLOTS`) and its own connection per node, groups a batch's
-//! keys by the node that owns their slot and sends the per-node pipelines
-//! concurrently. The redis crate's `ClusterConnection` is not used: it sends
-//! a pipeline to the slot of its first key only, and when any reply of a
-//! pipeline is `MOVED`, `ASK` or `TRYAGAIN` it resends the whole pipeline,
-//! which would run the scripts that already succeeded a second time.
+//! A batch is one pipeline per node: `GET` of the state and `HMGET` of the
+//! records the batch needs per member to load, `EVALSHA` per member to apply.
+//! On a cluster the store keeps its own slot map (`CLUSTER SLOTS`) and its
+//! own connection per node, groups a batch's keys by the node that owns their
+//! slot and sends the per-node pipelines concurrently. The redis crate's
+//! `ClusterConnection` is not used: it sends a pipeline to the slot of its
+//! first key only, and when any reply of a pipeline is `MOVED`, `ASK` or
+//! `TRYAGAIN` it resends the whole pipeline, which would run the scripts
+//! that already succeeded a second time.
 //!
 //! Redirections are per command: a command answered `MOVED` (the slot moved)
 //! or `ASK` (the slot is migrating and this key already left) was not run,
@@ -59,7 +73,9 @@
 //! names (`ASKING` first for `ASK`), and the slot map is refreshed before
 //! the next batch. `NOSCRIPT` (after a restart, a failover or `SCRIPT
 //! FLUSH`) loads the script on that node and resends the commands it
-//! refused. Each batch gives up after [`MAX_ATTEMPTS`] such rounds.
+//! refused. Each batch gives up after [`MAX_ATTEMPTS`] such rounds. A script
+//! over a member whose two keys are on different nodes in the middle of a
+//! migration is answered `TRYAGAIN`, and the batch is retried later.
 //!
 //! # Failures
 //!
