@@ -1,5 +1,8 @@
 //! loyalty-scorer: scores retail purchase streams for loyalty programs.
 //!
+//! [`config`] comes first: the daemon's settings, layered (defaults, file,
+//! environment, command line) and validated once before anything runs.
+//!
 //! The data path, in order:
 //!
 //! 1. [`decode`]: message bytes -> [`event::Event`] (zero-copy, simd-json) or a
@@ -15,6 +18,7 @@
 
 pub mod batch;
 pub mod commands;
+pub mod config;
 pub mod decode;
 pub mod event;
 pub mod outcome;

@@ -15,7 +15,7 @@ use rust_decimal::Decimal;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use super::report::{Report, Span, closest};
+use super::report::{Report, Span, closest, one_line};
 use super::scalar::{DecimalError, parse_decimal, parse_timestamp};
 use crate::event::Micros;
 
@@ -136,21 +136,6 @@ impl<'a, 'i> Fields<'a, 'i> {
 
 fn join(path: &str, key: &str) -> String {
     if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
-}
-
-/// A value as written, fit for a one-line message: a multi-line array or
-/// inline table is folded and a long value shortened.
-fn one_line(written: &str) -> String {
-    const LIMIT: usize = 60;
-    let folded = written.split_whitespace().collect::<Vec<_>>().join(" ");
-    if folded.chars().count() <= LIMIT {
-        // Keep the value exactly as written when it already fits, spaces
-        // inside strings included.
-        return if written.contains('\n') { folded } else { written.to_owned() };
-    }
-    let mut short: String = folded.chars().take(LIMIT).collect();
-    short.push_str("...");
-    short
 }
 
 /// How a TOML value is called in messages.

@@ -16,7 +16,7 @@
 
 mod fields;
 mod program;
-mod report;
+pub(crate) mod report;
 mod rules;
 mod scalar;
 

@@ -5,6 +5,9 @@
 //! line and column (in characters) only at the end, and the problems are
 //! sorted by position there: the order readers visit tables in (the parser
 //! sorts keys) never leaks into the output.
+//!
+//! The position, typo and value-folding helpers are shared with the daemon's
+//! configuration loader (`crate::config`), so both files read alike.
 
 use std::ops::Range;
 
@@ -53,7 +56,7 @@ impl<'t> Report<'t> {
 }
 
 /// 1-based line and column (in characters) of byte `offset` of `text`.
-pub(super) fn line_column(text: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let mut offset = offset.min(text.len());
     while !text.is_char_boundary(offset) {
         offset -= 1;
@@ -65,8 +68,23 @@ pub(super) fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// A value as written, fit for a one-line message: a multi-line array or
+/// inline table is folded and a long value shortened.
+pub(crate) fn one_line(written: &str) -> String {
+    const LIMIT: usize = 60;
+    let folded = written.split_whitespace().collect::<Vec<_>>().join(" ");
+    if folded.chars().count() <= LIMIT {
+        // Keep the value exactly as written when it already fits, spaces
+        // inside strings included.
+        return if written.contains('\n') { folded } else { written.to_owned() };
+    }
+    let mut short: String = folded.chars().take(LIMIT).collect();
+    short.push_str("...");
+    short
+}
+
 /// The known word closest to `word`, when it is close enough to be a typo.
-pub(super) fn closest<'k>(word: &str, known: impl IntoIterator<Item = &'k str>) -> Option<&'k str> {
+pub(crate) fn closest<'k>(word: &str, known: impl IntoIterator<Item = &'k str>) -> Option<&'k str> {
     let word = word.to_ascii_lowercase();
     known
         .into_iter()

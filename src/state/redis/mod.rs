@@ -797,6 +797,22 @@ fn decode_member(reply: Value, name: &str) -> Result<Versioned, StoreError> {
     Ok(Versioned { version, state })
 }
 
+/// Checks `target` as [`RedisStore::connect`] reads it, without connecting
+/// (configuration is validated before any I/O). The reason names no password.
+pub fn check_target(target: &str) -> Result<(), String> {
+    let reason = |error: StoreError| match error {
+        StoreError::Config(why) => why,
+        other => other.to_string(),
+    };
+    match Target::parse(target)? {
+        Target::Single(url) => connection_info(&url).map(drop).map_err(reason),
+        Target::Cluster(seeds) => seeds.iter().try_for_each(|seed| {
+            let info = connection_info(seed).map_err(reason)?;
+            tcp_addr(&info).map(drop).ok_or_else(|| format!("cluster seed {} is not a TCP address", redact(seed)))
+        }),
+    }
+}
+
 /// The connection settings of one URL.
 fn connection_info(url: &str) -> Result<ConnectionInfo, StoreError> {
     url.into_connection_info()
@@ -825,6 +841,22 @@ fn worse(current: Option<StoreError>, new: StoreError) -> Option<StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn targets_are_checked_without_connecting() {
+        for good in [
+            "redis://127.0.0.1:6379/",
+            "rediss://u:p@h:6380/2",
+            "redis+cluster://:p@a:1,b:2",
+            "redis://a:1/,redis://b:2/",
+        ] {
+            assert_eq!(check_target(good), Ok(()), "{good}");
+        }
+        for bad in ["http://h:1/", "redis+cluster://", "redis://:secret@h:port/"] {
+            let why = check_target(bad).expect_err(bad);
+            assert!(!why.contains("secret"), "{why}");
+        }
+    }
 
     #[test]
     fn members_decode() {
