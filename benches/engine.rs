@@ -19,6 +19,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use mimalloc::MiMalloc;
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
@@ -30,6 +31,10 @@ use loyalty_scorer::rules::engine::{Outcome, Settings, apply};
 use loyalty_scorer::rules::{ProgramSet, load};
 use loyalty_scorer::state::StateStore;
 use loyalty_scorer::state::memory::MemoryStore;
+
+/// The binary's allocator, so that allocation costs are the binary's.
+#[global_allocator]
+static GLOBAL: MiMalloc = MiMalloc;
 
 fn payloads() -> Vec<Vec<u8>> {
     let text = include_str!("data/purchases.jsonl");

@@ -32,6 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use mimalloc::MiMalloc;
 
 use loyalty_scorer::batch::BatchScorer;
 use loyalty_scorer::decode::DEFAULT_MAX_MESSAGE_BYTES;
@@ -41,6 +42,10 @@ use loyalty_scorer::rules::{ProgramSet, load};
 use loyalty_scorer::state::BatchStore;
 use loyalty_scorer::state::memory::MemoryStore;
 use loyalty_scorer::state::redis::RedisStore;
+
+/// The binary's allocator, so that allocation costs are the binary's.
+#[global_allocator]
+static GLOBAL: MiMalloc = MiMalloc;
 
 const REFERENCE_SCRIPT: &str = include_str!("reference.lua");
 const TRIVIAL_SCRIPT: &str = "return 1";
@@ -397,6 +402,28 @@ fn bench(c: &mut Criterion) {
         group.bench_function("score_batch", |b| b.iter(|| rt.block_on(driver.batch(&mut store))));
         group.finish();
         println!("redis/batch-{len}: {} scored, {} other dispositions", driver.sink.scored, driver.sink.other);
+        assert_eq!(driver.sink.other, 0, "every event must be new and scored");
+    }
+
+    // Two lanes (as the daemon runs partitions): two scorers on disjoint
+    // members (their counters start in different member generations), each
+    // with its own connection, on one thread. While one lane evaluates, the
+    // other's batch is in Redis.
+    let mut lanes = Vec::new();
+    for lane in 0..2 {
+        let store = rt.block_on(RedisStore::connect(&url, &format!("lane{lane}"))).unwrap();
+        lanes.push((store, Driver::new(templates.clone(), 512, first(4 + lane))));
+    }
+    let mut group = c.benchmark_group("redis/batch-512-2-lanes");
+    group.throughput(Throughput::Elements(2 * 512));
+    group.bench_function("score_batch", |b| {
+        b.iter(|| {
+            let [(store_a, driver_a), (store_b, driver_b)] = &mut lanes[..] else { unreachable!() };
+            rt.block_on(async { tokio::join!(driver_a.batch(store_a), driver_b.batch(store_b)) })
+        })
+    });
+    group.finish();
+    for (_, driver) in &lanes {
         assert_eq!(driver.sink.other, 0, "every event must be new and scored");
     }
 

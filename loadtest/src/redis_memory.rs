@@ -27,8 +27,8 @@ use loyalty_scorer::rules::engine::Settings;
 use loyalty_scorer::rules::{ProgramSet, load};
 use loyalty_scorer::state::MemberState;
 use loyalty_scorer::state::codec::encode_state;
-use loyalty_scorer::state::redis::stored_state;
 use loyalty_scorer::state::memory::MemoryStore;
+use loyalty_scorer::state::redis::stored_state;
 
 use crate::resp::{Conn, Reply, info_field};
 
