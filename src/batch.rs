@@ -22,7 +22,7 @@ use crate::pipeline::{Disposition, Sink};
 use crate::rules::ProgramSet;
 use crate::rules::engine::{self, Settings};
 use crate::state::codec::StoredEvent;
-use crate::state::{BatchStore, Budgets, MemberKey, Reservation, Retention, StoreError, Versioned, Write};
+use crate::state::{BatchStore, Budgets, MemberKey, Reservation, Retention, StoreError, Sweep, Versioned, Write};
 
 /// How often a batch re-evaluates members whose writes lost a race before
 /// giving up (each round, another scorer made progress on those members).
@@ -178,8 +178,11 @@ impl BatchScorer {
         // The records each member's events need: their own (a repeat is
         // re-emitted from it) and the originals their refunds name.
         let mut wanted: Vec<Vec<&str>> = vec![Vec::new(); keys.len()];
-        for (slot, event) in slots.iter().zip(&events) {
+        // Each member's messages, in input order.
+        let mut messages: Vec<Vec<usize>> = vec![Vec::new(); keys.len()];
+        for (i, (slot, event)) in slots.iter().zip(&events).enumerate() {
             let (Slot::Member(k), Some(event)) = (slot, event) else { continue };
+            messages[*k].push(i);
             wanted[*k].push(event.event_id);
             wanted[*k].extend(event.original_event_id);
         }
@@ -201,7 +204,7 @@ impl BatchScorer {
             let mut changed: Vec<usize> = Vec::new();
             for &k in &pending {
                 charges.retain(|(i, _, _)| !matches!(slots[*i], Slot::Member(m) if m == k));
-                if work.evaluate_member(k, &slots, &events, &mut states[k], &grants, &mut charges) {
+                if work.evaluate_member(&messages[k], &events, &mut states[k], &grants, &mut charges) {
                     changed.push(k);
                 }
             }
@@ -210,6 +213,7 @@ impl BatchScorer {
                     store,
                     &mut work,
                     &slots,
+                    &messages,
                     &events,
                     &mut states,
                     &loaded_states,
@@ -218,6 +222,14 @@ impl BatchScorer {
                 )
                 .await?;
             }
+            let sweeps: Vec<Sweep> = changed
+                .iter()
+                .map(|&k| {
+                    let sweep = retention.plan(states[k].state.records_swept);
+                    states[k].state.records_swept = sweep.swept;
+                    sweep
+                })
+                .collect();
             let records: Vec<Vec<(&str, &StoredEvent)>> = changed
                 .iter()
                 .map(|&k| {
@@ -229,13 +241,15 @@ impl BatchScorer {
             let writes: Vec<Write<'_>> = changed
                 .iter()
                 .zip(&records)
-                .map(|(&k, records)| Write {
+                .zip(&sweeps)
+                .map(|((&k, records), sweep)| Write {
                     key: &keys[k],
                     expected: loaded[k],
                     state: &states[k].state,
                     ttl_ms: None,
                     records,
-                    retention,
+                    sweep_before: sweep.sweep_before,
+                    records_ttl_ms: sweep.records_ttl_ms,
                 })
                 .collect();
             let written = store.apply(&writes).await?;
@@ -267,6 +281,7 @@ impl BatchScorer {
         store: &mut S,
         work: &mut Work<'_>,
         slots: &[Slot],
+        messages: &[Vec<usize>],
         events: &[Option<Event<'_>>],
         states: &mut [Versioned],
         loaded: &[Versioned],
@@ -313,7 +328,7 @@ impl BatchScorer {
             for k in short {
                 states[k] = loaded[k].clone();
                 charges.retain(|(i, _, _)| !matches!(slots[*i], Slot::Member(m) if m == k));
-                work.evaluate_member(k, slots, events, &mut states[k], grants, charges);
+                work.evaluate_member(&messages[k], events, &mut states[k], grants, charges);
             }
         }
     }
@@ -331,24 +346,20 @@ struct Work<'s> {
 }
 
 impl Work<'_> {
-    /// Evaluates, in input order, the events of member `k` against `state`
+    /// Evaluates the member's `messages` (indices into the batch, in input order) against `state`
     /// (as loaded), rendering each one's reward into its slot. Whether any
     /// event was new (the state must be written).
     fn evaluate_member(
         &mut self,
-        k: usize,
-        slots: &[Slot],
+        messages: &[usize],
         events: &[Option<Event<'_>>],
         state: &mut Versioned,
         grants: &HashMap<(usize, String), i64>,
         charges: &mut Vec<(usize, String, i64)>,
     ) -> bool {
         let mut changed = false;
-        for (i, slot) in slots.iter().enumerate() {
-            let (Slot::Member(member), Some(event)) = (slot, &events[i]) else { continue };
-            if *member != k {
-                continue;
-            }
+        for &i in messages {
+            let Some(event) = &events[i] else { continue };
             let Some(program) = self.programs.get(event.program) else { continue };
             let member_id = event.member_id.unwrap_or_default();
             let reward = &mut self.rewards[i];

@@ -87,7 +87,8 @@ fn write<'a>(key: &'a MemberKey, state: &'a MemberState, expected: u64, ttl_ms: 
     let records: Vec<(&str, &StoredEvent)> = state.events.iter().map(|(id, r)| (&**id, r)).collect();
     // Leaked: a test's few records, kept for the `Write`'s lifetime.
     let records = Box::leak(records.into_boxed_slice());
-    Write { key, expected, state, ttl_ms, records, retention: Retention::days(1_800_000_000, 90) }
+    let records_ttl_ms = Some(Retention::days(1_800_000_000, 90).records_ttl_ms());
+    Write { key, expected, state, ttl_ms, records, sweep_before: None, records_ttl_ms }
 }
 
 /// The record ids of each state: loading them gives the whole states back.
@@ -184,9 +185,9 @@ async fn ttl_sets_and_clears_expiry() {
     assert_eq!(store.apply(&[first]).await.unwrap(), vec![true]);
     let ttl = server.call(&["PTTL", &name]).expect_int("PTTL");
     assert!((1..=60_000).contains(&ttl), "{ttl}");
-    // The records outlive their last write by the window and a sweep period.
-    let idle = first.retention.idle_ms();
-    assert_eq!(idle, (90 * 86_400 + 90 * 86_400 / 8) * 1000);
+    // The records outlive the write by the window and two sweep periods.
+    let idle = first.records_ttl_ms.unwrap();
+    assert_eq!(idle, (90 * 86_400 + 2 * (90 * 86_400 / 8)) * 1000);
     let ttl = server.call(&["PTTL", &format!("{name}:r")]).expect_int("PTTL");
     assert!(ttl > 0 && ttl.unsigned_abs() <= idle && ttl.unsigned_abs() > idle - 60_000, "{ttl}");
     let second = write(&key, &state, 1, None);
@@ -455,7 +456,7 @@ async fn sweep_sequence<S: BatchStore>(store: &mut S) -> Vec<Vec<String>> {
     const T0: u64 = 1_800_000_000;
     const DAY: u64 = 86_400;
     let key = member("shop", 1);
-    let state = MemberState { tier: "silver".into(), ..MemberState::default() };
+    let mut state = MemberState { tier: "silver".into(), ..MemberState::default() };
     let template = rich_state(1).events.into_values().next().unwrap();
     let times = [T0, T0 + 50 * DAY, T0 + 90 * DAY + 1, T0 + 95 * DAY];
     let ids = ["A", "B", "C", "D"];
@@ -463,19 +464,23 @@ async fn sweep_sequence<S: BatchStore>(store: &mut S) -> Vec<Vec<String>> {
     for (n, (&now, id)) in times.iter().zip(ids).enumerate() {
         let record = template.clone().stamped(now);
         let records = [(id, &record)];
+        let sweep = Retention::days(now, 90).plan(state.records_swept);
+        state.records_swept = sweep.swept;
         let write = Write {
             key: &key,
             expected: n as u64,
             state: &state,
             ttl_ms: None,
             records: &records,
-            retention: Retention::days(now, 90),
+            sweep_before: sweep.sweep_before,
+            records_ttl_ms: sweep.records_ttl_ms,
         };
         assert_eq!(store.apply(&[write]).await.unwrap(), vec![true]);
         let loaded = store.load(std::slice::from_ref(&key), &[ids.to_vec()]).await.unwrap();
         let mut found: Vec<String> = loaded[0].state.events.keys().map(|k| k.to_string()).collect();
         found.sort();
         seen.push(found);
+        assert_eq!(loaded[0].state.records_swept, state.records_swept);
     }
     seen
 }
@@ -497,8 +502,11 @@ async fn records_are_swept_once_a_period_and_both_stores_forget_them_alike() {
     assert_eq!(seen, want);
     let mut memory = loyalty_scorer::state::memory::MemoryStore::new();
     assert_eq!(sweep_sequence(&mut memory).await, want, "the embedded store sweeps the same way");
-    // The horizon of the last sweep, kept with the records.
+    // The last sweep's horizon, kept in the state; the records' time to
+    // live was last set by that sweep.
     let name = redis.key(&member("shop", 1));
-    let swept = server.call(&["HGET", &format!("{name}:r"), ""]).expect_text("HGET w");
-    assert_eq!(swept, (1_800_000_000u64 + 1).to_string());
+    let loaded = redis.load(&[member("shop", 1)], &[]).await.unwrap();
+    assert_eq!(loaded[0].state.records_swept, 1_800_000_000 + 1);
+    let ttl = server.call(&["PTTL", &format!("{name}:r")]).expect_int("PTTL");
+    assert!(ttl > 0, "{ttl}");
 }

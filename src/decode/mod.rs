@@ -178,8 +178,11 @@ impl Default for Decoder {
 impl Decoder {
     /// A decoder that rejects messages over `max_message_bytes` as `too_large`.
     pub fn new(max_message_bytes: usize) -> Self {
-        // Sized for typical messages; the buffers grow to the largest seen.
-        let expected = max_message_bytes.min(64 * 1024);
+        // Sized for typical messages (POS events are well under 2 KiB); the
+        // buffers grow to the largest seen. A batch holds one decoder per
+        // message: sized for the largest allowed message, 512 of them would
+        // take hundreds of megabytes and spread a batch over cold memory.
+        let expected = max_message_bytes.min(2 * 1024);
         Self {
             max_message_bytes,
             buf: Vec::with_capacity(expected + INPUT_PADDING),

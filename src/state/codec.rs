@@ -363,8 +363,9 @@ fn time_shape(at: Micros, text: &str) -> TimeShape {
         _ => None,
     };
     // Only a form that renders back to the very same text is compacted.
-    match render_time(at, offset) {
-        Some(rendered) if rendered.as_bytes() == b => shape,
+    let mut rendered = [0; 25];
+    match render_time_into(at, offset, &mut rendered) {
+        Some(len) if &rendered[..len] == b => shape,
         _ => TimeShape::Text,
     }
 }
@@ -372,22 +373,57 @@ fn time_shape(at: Micros, text: &str) -> TimeShape {
 /// `at` as `YYYY-MM-DDTHH:MM:SS` and `Z` or the offset; `None` when `at` has
 /// a fraction of a second or is out of range.
 fn render_time(at: Micros, offset_minutes: Option<i16>) -> Option<String> {
+    let mut out = [0; 25];
+    let len = render_time_into(at, offset_minutes, &mut out)?;
+    String::from_utf8(out[..len].to_vec()).ok()
+}
+
+/// [`render_time`] into a buffer, returning the length: every purchase's
+/// record checks its timestamp's shape this way, and formatting through
+/// `chrono`'s format strings costs more than the rest of the record.
+fn render_time_into(at: Micros, offset_minutes: Option<i16>, out: &mut [u8; 25]) -> Option<usize> {
+    use chrono::{Datelike as _, Timelike as _};
     if at.0 % Micros::PER_SECOND != 0 {
         return None;
     }
     let offset = offset_minutes.unwrap_or(0);
-    let fixed = chrono::FixedOffset::east_opt(i32::from(offset) * 60)?;
-    let local = chrono::DateTime::from_timestamp(at.0 / Micros::PER_SECOND, 0)?.with_timezone(&fixed);
-    let mut s = local.format("%Y-%m-%dT%H:%M:%S").to_string();
+    if offset.unsigned_abs() >= 24 * 60 {
+        return None;
+    }
+    let local = chrono::DateTime::from_timestamp(at.0 / Micros::PER_SECOND + i64::from(offset) * 60, 0)?.naive_utc();
+    let year = u32::try_from(local.year()).ok().filter(|y| *y <= 9999)?;
+    let digits = |out: &mut [u8], value: u32| {
+        let mut v = value;
+        for d in out.iter_mut().rev() {
+            *d = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    digits(&mut out[0..4], year);
+    out[4] = b'-';
+    digits(&mut out[5..7], local.month());
+    out[7] = b'-';
+    digits(&mut out[8..10], local.day());
+    out[10] = b'T';
+    digits(&mut out[11..13], local.hour());
+    out[13] = b':';
+    digits(&mut out[14..16], local.minute());
+    out[16] = b':';
+    digits(&mut out[17..19], local.second());
     match offset_minutes {
-        None => s.push('Z'),
+        None => {
+            out[19] = b'Z';
+            Some(20)
+        }
         Some(m) => {
-            let sign = if m < 0 { '-' } else { '+' };
-            let m = m.unsigned_abs();
-            s.push_str(&format!("{sign}{:02}:{:02}", m / 60, m % 60));
+            out[19] = if m < 0 { b'-' } else { b'+' };
+            let m = u32::from(m.unsigned_abs());
+            digits(&mut out[20..22], m / 60);
+            out[22] = b':';
+            digits(&mut out[23..25], m % 60);
+            Some(25)
         }
     }
-    Some(s)
 }
 
 struct Reader<'a> {
@@ -571,6 +607,35 @@ mod tests {
         assert_eq!(decode_state(&bytes), Ok(state));
         assert!(decode_state(&bytes[..bytes.len() - 1]).is_err());
         assert!(decode_state(&[]).is_err());
+    }
+
+    #[test]
+    fn times_render_as_chrono_formats_them() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            // Years 1 to 9999, whole seconds; offsets within a day.
+            let secs = (seed % 315_537_897_600) as i64 - 62_135_596_800;
+            let offset = ((seed >> 40) % 2879) as i16 - 1439;
+            for offset in [None, Some(offset), Some(0), Some(-0)] {
+                let fixed = chrono::FixedOffset::east_opt(i32::from(offset.unwrap_or(0)) * 60).unwrap();
+                let local = chrono::DateTime::from_timestamp(secs, 0).unwrap().with_timezone(&fixed);
+                let want = match offset {
+                    None => local.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                    Some(_) => local.format("%Y-%m-%dT%H:%M:%S%:z").to_string(),
+                };
+                let got = render_time(Micros(secs * Micros::PER_SECOND), offset);
+                if want.starts_with('-') || want.starts_with('+') || want.len() > 25 {
+                    assert_eq!(got, None, "{want}");
+                } else {
+                    assert_eq!(got.as_deref(), Some(want.as_str()), "{secs} {offset:?}");
+                }
+            }
+        }
+        assert_eq!(render_time(Micros(1), None), None);
+        assert_eq!(render_time(Micros(0), Some(24 * 60)), None);
     }
 
     #[test]

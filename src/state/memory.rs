@@ -10,9 +10,8 @@ use crate::state::{
 
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    /// Versions of the states written through [`BatchStore`], and when
-    /// each member's records were last swept (see [`crate::state::Retention`]).
-    versions: HashMap<(String, String), (u64, Option<u64>)>,
+    /// Versions of the states written through [`BatchStore`].
+    versions: HashMap<(String, String), u64>,
     /// program id -> member id -> state.
     members: HashMap<String, HashMap<String, MemberState>>,
     budgets: BudgetLedger,
@@ -83,7 +82,7 @@ impl BatchStore for MemoryStore {
             .iter()
             .enumerate()
             .map(|(i, k)| {
-                let version = self.versions.get(&(k.program.clone(), k.member.clone())).map_or(0, |v| v.0);
+                let version = self.versions.get(&(k.program.clone(), k.member.clone())).copied().unwrap_or(0);
                 let Some(stored) = self.members.get(&k.program).and_then(|m| m.get(&k.member)) else {
                     return Versioned { version, state: MemberState::default() };
                 };
@@ -103,7 +102,7 @@ impl BatchStore for MemoryStore {
             .iter()
             .map(|w| {
                 let id = (w.key.program.clone(), w.key.member.clone());
-                let (version, swept) = self.versions.entry(id).or_insert((0, None));
+                let version = self.versions.entry(id).or_insert(0);
                 if *version != w.expected {
                     return false;
                 }
@@ -120,18 +119,10 @@ impl BatchStore for MemoryStore {
                 for &(event_id, record) in w.records {
                     stored.events.insert(event_id.into(), record.clone());
                 }
-                // The same sweeps as the Redis store's script, so that both
-                // forget a record at the same moment.
-                let horizon = w.retention.horizon_s();
-                match *swept {
-                    None if !w.records.is_empty() => *swept = Some(horizon),
-                    Some(last) if horizon >= last.saturating_add(w.retention.sweep_s()) => {
-                        // A record this store wrote always decodes; one that
-                        // does not is kept rather than silently dropped.
-                        stored.events.retain(|_, r| r.written_at().map_or(true, |at| at >= horizon));
-                        *swept = Some(horizon);
-                    }
-                    _ => {}
+                if let Some(horizon) = w.sweep_before {
+                    // A record this store wrote always decodes; one that
+                    // does not is kept rather than silently dropped.
+                    stored.events.retain(|_, r| r.written_at().map_or(true, |at| at >= horizon));
                 }
                 true
             })

@@ -97,6 +97,10 @@ pub struct MemberState {
     pub daily_earned: Vec<(i32, i64)>,
     /// Stamps carried over, by stamp card rule id.
     pub stamps: Vec<(String, u32)>,
+    /// Wall-clock second before which a shared store has removed this
+    /// member's event records (the horizon of the last sweep); 0 before its
+    /// first record. See [`Retention`].
+    pub records_swept: u64,
     /// Outcomes by `event_id`, within the retention window, encoded. The
     /// embedded store keeps all of them here; a batch store loads only those
     /// its batch asks for and writes them apart from the rest of the state.
@@ -125,6 +129,7 @@ impl MemberState {
             purchases,
             daily_earned,
             stamps,
+            records_swept,
             events: _,
         } = self;
         MemberState {
@@ -143,6 +148,7 @@ impl MemberState {
             purchases: *purchases,
             daily_earned: daily_earned.clone(),
             stamps: stamps.clone(),
+            records_swept: *records_swept,
             events: HashMap::new(),
         }
     }
@@ -176,23 +182,40 @@ pub struct Write<'a> {
     /// The event records that are new or changed, written with the state
     /// (in the same atomic step); the others stay as stored.
     pub records: &'a [(&'a str, &'a StoredEvent)],
-    pub retention: Retention,
+    /// Remove the member's records written before this wall-clock second.
+    pub sweep_before: Option<u64>,
+    /// Let the store drop all of the member's records this long after this
+    /// write, unless a later write says so again.
+    pub records_ttl_ms: Option<u64>,
 }
 
 /// How long a store keeps event records: at least `window_s` seconds of
-/// wall-clock time after each was written, and at most a sweep period
+/// wall-clock time after each was written, and at most two sweep periods
 /// ([`Retention::sweep_s`]) longer.
 ///
-/// Records are swept per member, when a write comes at least a sweep
-/// period after the member's last sweep: a member's records are read in
-/// full at most once per period instead of on every write. A member with no
-/// write for the window plus a period has only expired records, and a store
-/// may drop them all at once (Redis: the records hash's TTL).
+/// Records are swept per member, by a write that comes at least a sweep
+/// period after the member's last sweep ([`MemberState::records_swept`]):
+/// a member's records are read in full at most once per period instead of
+/// on every write. The same writes (and a member's first) set the records'
+/// time to live to the window plus two periods, so a member with no write
+/// for that long has only expired records, and a store may drop them all at
+/// once (Redis: the records hash's TTL). A record written between two sweeps
+/// is younger than the last sweep plus a period; the TTL set at that sweep
+/// outlasts it by the window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
     /// Wall-clock seconds of the write (and the written-at of its new records).
     pub now_s: u64,
     pub window_s: u64,
+}
+
+/// What one write does to the member's stored records, from [`Retention::plan`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sweep {
+    /// The member's `records_swept` after the write.
+    pub swept: u64,
+    pub sweep_before: Option<u64>,
+    pub records_ttl_ms: Option<u64>,
 }
 
 impl Retention {
@@ -206,15 +229,27 @@ impl Retention {
         self.now_s.saturating_sub(self.window_s)
     }
 
-    /// An eighth of the window, at least an hour: records outlive the
-    /// window by at most 12.5% (90 days: 11 days and 6 hours).
+    /// An eighth of the window, at least an hour (90 days: 11 days and 6 hours).
     pub fn sweep_s(&self) -> u64 {
         (self.window_s / 8).max(3600)
     }
 
-    /// A member's records may all go this long after its last write.
-    pub fn idle_ms(&self) -> u64 {
-        self.window_s.saturating_add(self.sweep_s()).saturating_mul(1000)
+    /// The records' time to live, set by a member's first write and its sweeps.
+    pub fn records_ttl_ms(&self) -> u64 {
+        self.window_s.saturating_add(2 * self.sweep_s()).saturating_mul(1000)
+    }
+
+    /// What a write of new records does, for a member last swept at `swept`.
+    pub fn plan(&self, swept: u64) -> Sweep {
+        let horizon = self.horizon_s().max(1);
+        if swept == 0 {
+            // The member's first records: nothing older to remove.
+            Sweep { swept: horizon, sweep_before: None, records_ttl_ms: Some(self.records_ttl_ms()) }
+        } else if horizon >= swept.saturating_add(self.sweep_s()) {
+            Sweep { swept: horizon, sweep_before: Some(horizon), records_ttl_ms: Some(self.records_ttl_ms()) }
+        } else {
+            Sweep { swept, sweep_before: None, records_ttl_ms: None }
+        }
     }
 }
 

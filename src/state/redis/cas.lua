@@ -3,15 +3,13 @@
 --
 -- KEYS[1]  the member's state: a string, the version (8 bytes, big endian)
 --          then the encoded state
--- KEYS[2]  the member's records: a hash, event id -> encoded record, and
---          the field "" (no event id is empty): the horizon of the last sweep
+-- KEYS[2]  the member's records: a hash, event id -> encoded record
 -- ARGV[1]  the version the writer loaded, 8 bytes ("" for a new member)
 -- ARGV[2]  the new value of KEYS[1]: the next version, then the new state
 -- ARGV[3]  the state's time to live in milliseconds, or "" to keep it
--- ARGV[4]  the records' time to live after this write, milliseconds
--- ARGV[5]  the horizon: records written before this second have expired
--- ARGV[6]  the sweep period, seconds
--- ARGV[7..] pairs of event id and encoded record: new or changed records
+-- ARGV[4]  the records' new time to live in milliseconds, or "" to keep it
+-- ARGV[5]  remove the records written before this second, or "" (no sweep)
+-- ARGV[6..] pairs of event id and encoded record: new or changed records
 --
 -- Returns 1 when written, 0 when another writer came first (nothing
 -- changed). The versions are compared as bytes: no number parsing, and no
@@ -24,33 +22,26 @@ if ARGV[3] ~= '' then
 else
   redis.call('SET', KEYS[1], ARGV[2])
 end
-if #ARGV < 8 then
-  return 1
-end
 -- In slices: unpack of a long list would overflow Lua's stack.
-for first = 7, #ARGV, 1000 do
+for first = 6, #ARGV, 1000 do
   redis.call('HSET', KEYS[2], unpack(ARGV, first, math.min(first + 999, #ARGV)))
 end
-redis.call('PEXPIRE', KEYS[2], ARGV[4])
-
-local horizon = tonumber(ARGV[5])
-local swept = redis.call('HGET', KEYS[2], '')
-if not swept then
-  -- The member's first records: none is older than the horizon.
-  redis.call('HSET', KEYS[2], '', ARGV[5])
-elseif horizon >= tonumber(swept) + tonumber(ARGV[6]) then
+if ARGV[5] ~= '' then
   -- A record's write time is the 4 bytes after its format byte, big endian.
+  local horizon = tonumber(ARGV[5])
   local all = redis.call('HGETALL', KEYS[2])
   local expired = {}
   for i = 1, #all, 2 do
     local a, b, c, d = string.byte(all[i + 1], 2, 5)
-    if all[i] ~= '' and d and ((a * 256 + b) * 256 + c) * 256 + d < horizon then
+    if d and ((a * 256 + b) * 256 + c) * 256 + d < horizon then
       expired[#expired + 1] = all[i]
     end
   end
   for first = 1, #expired, 1000 do
     redis.call('HDEL', KEYS[2], unpack(expired, first, math.min(first + 999, #expired)))
   end
-  redis.call('HSET', KEYS[2], '', ARGV[5])
+end
+if ARGV[4] ~= '' then
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
 end
 return 1

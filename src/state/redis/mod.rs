@@ -29,8 +29,7 @@
 //! - `<prefix>:{<program>:<member>}`, a string: the version (8 bytes, big
 //!   endian, at least 1) then the [`encode_state`] bytes.
 //! - `<prefix>:{<program>:<member>}:r`, a hash: event id -> encoded record
-//!   ([`StoredEvent`]), and the field `""` (event ids are never empty): the
-//!   horizon of the member's last record sweep.
+//!   ([`StoredEvent`]).
 //!
 //! A string rather than a hash for the state: a hash value longer than
 //! `hash-max-listpack-value` (64 bytes by default) turns the hash into a
@@ -41,8 +40,8 @@
 //! [`BatchStore::apply`] runs `cas.lua` (by SHA, `EVALSHA`) per member: it
 //! compares the stored version (`GETRANGE 0 7`, "" when absent) with the
 //! version the writer loaded; when equal it sets the state with the next
-//! version, sets the changed records, sweeps expired records when a sweep is
-//! due and returns 1, else it changes nothing and returns 0. This is
+//! version, sets the changed records, removes expired records when the
+//! writer says a sweep is due and returns 1, else it changes nothing and returns 0. This is
 //! optimistic concurrency: two scorers that loaded the same version cannot
 //! both write, the loser reloads and evaluates again, and there is no lock
 //! that a crashed or partitioned process could leave behind for a timeout to
@@ -52,8 +51,9 @@
 //! `ttl_ms` expires the state (`SET ... PX`; none without it): a member that
 //! sees no event for that long is dropped, which bounds memory for programs
 //! that let inactive members lapse. Every write renews it. The records hash
-//! expires a retention window and a sweep period after the member's last
-//! write (see [`crate::state::Retention`]).
+//! gets a time to live from a member's first write and from each sweep (see
+//! [`crate::state::Retention`]): renewing it on every write would cost every
+//! write a command.
 //!
 //! # Round trips
 //!
@@ -271,8 +271,11 @@ impl RedisStore {
 
     /// Runs one command per key (`keys[i]` is the key of `commands[i]`) as
     /// one pipeline per node, following redirections; the replies in order.
-    async fn execute(&mut self, commands: &[Cmd], keys: &[String]) -> Result<Vec<Value>, StoreError> {
+    async fn execute(&mut self, commands: Vec<Cmd>, keys: &[String]) -> Result<Vec<Value>, StoreError> {
         let slots: Vec<u16> = keys.iter().map(|k| key_slot(k.as_bytes())).collect();
+        // Moved into the pipelines as they are sent; a command sent again
+        // (redirected, or refused for NOSCRIPT) is copied back from its pipeline.
+        let mut commands: Vec<Option<Cmd>> = commands.into_iter().map(Some).collect();
         let mut replies = vec![Value::Nil; commands.len()];
         let mut pending: Vec<(usize, Route)> = (0..commands.len()).map(|i| (i, Route::Slot)).collect();
         for _ in 0..MAX_ATTEMPTS {
@@ -299,7 +302,10 @@ impl RedisStore {
                     group.pipe.cmd("ASKING");
                     group.replies.push(None);
                 }
-                group.pipe.add_command(commands[i].clone());
+                let Some(command) = commands.get_mut(i).and_then(Option::take) else {
+                    return Err(StoreError::Corrupt(format!("{}: command {i} sent twice in one round", self.target)));
+                };
+                group.pipe.add_command(command);
                 group.replies.push(Some((i, route)));
             }
 
@@ -319,7 +325,8 @@ impl RedisStore {
                         continue;
                     }
                 };
-                for (value, reply) in values.into_iter().zip(group.replies) {
+                let Group { pipe, replies: routes, .. } = group;
+                for ((value, reply), command) in values.into_iter().zip(routes).zip(pipe.cmd_iter()) {
                     // `None`: the reply to `ASKING`. It cannot fail where the
                     // command after it succeeds, and that command's reply says why.
                     let Some((i, route)) = reply else { continue };
@@ -327,6 +334,9 @@ impl RedisStore {
                         replies[i] = value;
                         continue;
                     };
+                    if let Some(slot) = commands.get_mut(i) {
+                        *slot = Some(command.clone());
+                    }
                     match error.code() {
                         code @ ("MOVED" | "ASK") => match self.redirect(group.node, error.details()) {
                             Some(node) if code == "MOVED" => {
@@ -644,7 +654,7 @@ impl BatchStore for RedisStore {
             })
             .collect();
         let routing: Vec<String> = keys.iter().map(|(budget, _)| budget.clone()).collect();
-        let replies = self.execute(&commands, &routing).await?;
+        let replies = self.execute(commands, &routing).await?;
         replies
             .into_iter()
             .zip(&routing)
@@ -677,7 +687,7 @@ impl BatchStore for RedisStore {
                 routes.push(name.clone());
             }
         }
-        let mut replies = self.execute(&commands, &routes).await?.into_iter();
+        let mut replies = self.execute(commands, &routes).await?.into_iter();
         let mut loaded = Vec::with_capacity(keys.len());
         for (i, name) in states.iter().enumerate() {
             let mut member = decode_member(replies.next().unwrap_or(Value::Nil), name)?;
@@ -707,15 +717,19 @@ impl BatchStore for RedisStore {
                     Some(ms) => cmd.arg(ms),
                     None => cmd.arg(""),
                 };
-                let retention = write.retention;
-                cmd.arg(retention.idle_ms()).arg(retention.horizon_s()).arg(retention.sweep_s());
+                for option in [write.records_ttl_ms, write.sweep_before] {
+                    match option {
+                        Some(n) => cmd.arg(n),
+                        None => cmd.arg(""),
+                    };
+                }
                 for (id, record) in write.records {
                     cmd.arg(*id).arg(&*record.0);
                 }
                 cmd
             })
             .collect();
-        let replies = self.execute(&commands, &names).await?;
+        let replies = self.execute(commands, &names).await?;
         replies
             .into_iter()
             .zip(&names)
