@@ -15,7 +15,11 @@
 //!    a [`pipeline::Sink`] (a file for `score`, a report for `simulate`).
 //!
 //! [`simulate`] aggregates the outcomes of a run into the cost report.
+//!
+//! Around the data path: [`telemetry`] names every metric and sets up the
+//! recorder and logs; [`admin`] serves `/metrics` and the health endpoints.
 
+pub mod admin;
 pub mod batch;
 pub mod commands;
 pub mod config;
@@ -27,3 +31,4 @@ pub mod pipeline;
 pub mod rules;
 pub mod simulate;
 pub mod state;
+pub mod telemetry;

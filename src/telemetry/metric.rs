@@ -1,0 +1,256 @@
+//! Every metric the daemon exports: its name, kind, unit, help text and, for
+//! histograms, its buckets. No metric name string appears outside this file.
+//!
+//! Names follow `loyalty_scorer_<what>_<unit>[_total]` in base units, and
+//! labels come from the closed sets below (or from the rules file, for
+//! `program` and `rule`), so the number of series is bounded by the
+//! configuration and never by the input: no member id, event id or error text.
+
+use metrics::Unit;
+
+/// Events handled, by `outcome` ([`EventOutcome`]); dead letters also carry
+/// `reason` ([`crate::decode::Reason::as_str`]).
+pub const EVENTS_TOTAL: &str = "loyalty_scorer_events_total";
+/// Points credited, by `program`, `rule` and `kind`. Counters cannot go down,
+/// so credits and debits are two counters; their difference is the net.
+pub const POINTS_AWARDED_TOTAL: &str = "loyalty_scorer_points_awarded_total";
+/// Points debited (redeemed, refunded, expired, negative adjustments), as a
+/// positive number, by `program`, `rule` and `kind`.
+pub const POINTS_DEBITED_TOTAL: &str = "loyalty_scorer_points_debited_total";
+/// Reward events produced and acknowledged by the broker, by `program`.
+pub const REWARDS_TOTAL: &str = "loyalty_scorer_rewards_total";
+/// Events per batch.
+pub const BATCH_EVENTS: &str = "loyalty_scorer_batch_events";
+/// Time to process one batch, from its first message to its last acknowledgement.
+pub const BATCH_DURATION_SECONDS: &str = "loyalty_scorer_batch_duration_seconds";
+/// Now minus the message timestamp, when its outcome is acknowledged.
+pub const END_TO_END_LATENCY_SECONDS: &str = "loyalty_scorer_end_to_end_latency_seconds";
+/// One Redis round trip (a pipeline or a script call).
+pub const REDIS_ROUND_TRIP_SECONDS: &str = "loyalty_scorer_redis_round_trip_seconds";
+/// High watermark minus the consumer position, by `topic` and `partition`.
+pub const CONSUMER_LAG_MESSAGES: &str = "loyalty_scorer_consumer_lag_messages";
+/// Events received and not yet acknowledged.
+pub const IN_FLIGHT_EVENTS: &str = "loyalty_scorer_in_flight_events";
+/// Consumer group rebalances seen by this process.
+pub const REBALANCES_TOTAL: &str = "loyalty_scorer_rebalances_total";
+/// Retries after a transient failure, by `what` ([`RetryTarget`]).
+pub const RETRIES_TOTAL: &str = "loyalty_scorer_retries_total";
+/// Rules file reloads, by `result` ([`ReloadResult`]).
+pub const RULES_RELOADS_TOTAL: &str = "loyalty_scorer_rules_reloads_total";
+/// Always 1; `version` carries the crate version.
+pub const BUILD_INFO: &str = "loyalty_scorer_build_info";
+
+/// Label keys.
+pub mod label {
+    pub const OUTCOME: &str = "outcome";
+    pub const REASON: &str = "reason";
+    pub const PROGRAM: &str = "program";
+    /// A breakdown line as the reward event names it: `base`, `tier:<name>`,
+    /// a rule id, `expired`, `redeem`, `refund` or `adjust`.
+    pub const RULE: &str = "rule";
+    /// The event kind ([`crate::event::Kind::as_str`]).
+    pub const KIND: &str = "kind";
+    pub const TOPIC: &str = "topic";
+    pub const PARTITION: &str = "partition";
+    pub const WHAT: &str = "what";
+    pub const RESULT: &str = "result";
+    pub const VERSION: &str = "version";
+}
+
+/// Values of the `outcome` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventOutcome {
+    Scored,
+    /// A redeem the balance does not cover.
+    Rejected,
+    /// A repeated `event_id`: the stored outcome was re-emitted.
+    Duplicate,
+    /// A valid event without a member.
+    Anonymous,
+    DeadLettered,
+}
+
+impl EventOutcome {
+    pub const ALL: [EventOutcome; 5] = [
+        EventOutcome::Scored,
+        EventOutcome::Rejected,
+        EventOutcome::Duplicate,
+        EventOutcome::Anonymous,
+        EventOutcome::DeadLettered,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EventOutcome::Scored => "scored",
+            EventOutcome::Rejected => "rejected",
+            EventOutcome::Duplicate => "duplicate",
+            EventOutcome::Anonymous => "anonymous",
+            EventOutcome::DeadLettered => "dead_lettered",
+        }
+    }
+}
+
+/// Values of the `what` label of [`RETRIES_TOTAL`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RetryTarget {
+    Redis,
+    Kafka,
+}
+
+impl RetryTarget {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RetryTarget::Redis => "redis",
+            RetryTarget::Kafka => "kafka",
+        }
+    }
+}
+
+/// Values of the `result` label of [`RULES_RELOADS_TOTAL`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReloadResult {
+    Ok,
+    Error,
+}
+
+impl ReloadResult {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ReloadResult::Ok => "ok",
+            ReloadResult::Error => "error",
+        }
+    }
+}
+
+/// Upper bounds for durations of work done in this process or one hop away:
+/// 100 µs (a local Redis answer) to 10 s (a batch stuck behind retries).
+pub const DURATION_BUCKETS: &[f64] =
+    &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// Upper bounds for end-to-end latency. It includes time spent waiting in
+/// the topic, so it starts at 1 ms and goes on to 5 minutes to tell a lagging
+/// consumer from a slow one.
+pub const END_TO_END_BUCKETS: &[f64] =
+    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
+
+/// Upper bounds for events per batch.
+pub const BATCH_EVENTS_BUCKETS: &[f64] =
+    &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0];
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MetricKind {
+    Counter,
+    Gauge,
+    Histogram { buckets: &'static [f64] },
+}
+
+use MetricKind::{Counter, Gauge, Histogram};
+
+/// One exported metric.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MetricDef {
+    pub name: &'static str,
+    pub kind: MetricKind,
+    pub unit: Unit,
+    pub help: &'static str,
+}
+
+const fn def(name: &'static str, kind: MetricKind, unit: Unit, help: &'static str) -> MetricDef {
+    MetricDef { name, kind, unit, help }
+}
+
+/// The table [`describe`] registers and the recorder takes its buckets from.
+pub const METRICS: &[MetricDef] = &[
+    def(EVENTS_TOTAL, Counter, Unit::Count, "Events handled, by outcome; dead letters by reason."),
+    def(POINTS_AWARDED_TOTAL, Counter, Unit::Count, "Points credited, by program, breakdown line and event kind."),
+    def(POINTS_DEBITED_TOTAL, Counter, Unit::Count, "Points debited, by program, breakdown line and event kind."),
+    def(REWARDS_TOTAL, Counter, Unit::Count, "Reward events produced and acknowledged, by program."),
+    def(BATCH_EVENTS, Histogram { buckets: BATCH_EVENTS_BUCKETS }, Unit::Count, "Events per batch."),
+    def(
+        BATCH_DURATION_SECONDS,
+        Histogram { buckets: DURATION_BUCKETS },
+        Unit::Seconds,
+        "Time to process one batch, up to its last acknowledgement.",
+    ),
+    def(
+        END_TO_END_LATENCY_SECONDS,
+        Histogram { buckets: END_TO_END_BUCKETS },
+        Unit::Seconds,
+        "Acknowledgement time minus the message timestamp.",
+    ),
+    def(REDIS_ROUND_TRIP_SECONDS, Histogram { buckets: DURATION_BUCKETS }, Unit::Seconds, "Redis round trips."),
+    def(CONSUMER_LAG_MESSAGES, Gauge, Unit::Count, "High watermark minus consumer position, by topic and partition."),
+    def(IN_FLIGHT_EVENTS, Gauge, Unit::Count, "Events received and not yet acknowledged."),
+    def(REBALANCES_TOTAL, Counter, Unit::Count, "Consumer group rebalances."),
+    def(RETRIES_TOTAL, Counter, Unit::Count, "Retries after a transient failure, by what failed (redis, kafka)."),
+    def(RULES_RELOADS_TOTAL, Counter, Unit::Count, "Rules file reloads, by result (ok, error)."),
+    def(BUILD_INFO, Gauge, Unit::Count, "Always 1; the version label names the build."),
+];
+
+/// Registers every metric's help text and unit with the current recorder
+/// and sets [`BUILD_INFO`]. Call once after installing the recorder.
+pub fn describe() {
+    for m in METRICS {
+        match m.kind {
+            Counter => metrics::describe_counter!(m.name, m.unit, m.help),
+            Gauge => metrics::describe_gauge!(m.name, m.unit, m.help),
+            Histogram { .. } => metrics::describe_histogram!(m.name, m.unit, m.help),
+        }
+    }
+    metrics::gauge!(BUILD_INFO, label::VERSION => env!("CARGO_PKG_VERSION")).set(1.0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_convention() {
+        let mut seen = std::collections::HashSet::new();
+        for m in METRICS {
+            assert!(seen.insert(m.name), "{} listed twice", m.name);
+            assert!(m.name.starts_with("loyalty_scorer_"), "{}", m.name);
+            assert!(m.name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{}", m.name);
+            match m.kind {
+                Counter => assert!(m.name.ends_with("_total"), "counter {} must end in _total", m.name),
+                Gauge | Histogram { .. } => assert!(!m.name.ends_with("_total"), "{} is not a counter", m.name),
+            }
+            if m.unit == Unit::Seconds {
+                assert!(m.name.ends_with("_seconds"), "{}", m.name);
+            }
+            if let Histogram { buckets } = m.kind {
+                assert!(buckets.windows(2).all(|w| w[0] < w[1]), "{} buckets must increase", m.name);
+            }
+        }
+    }
+
+    #[test]
+    fn duration_buckets_span_100us_to_10s() {
+        assert_eq!(DURATION_BUCKETS.first(), Some(&0.0001));
+        assert_eq!(DURATION_BUCKETS.last(), Some(&10.0));
+    }
+
+    #[test]
+    fn every_constant_is_in_the_table() {
+        let constants = [
+            EVENTS_TOTAL,
+            POINTS_AWARDED_TOTAL,
+            POINTS_DEBITED_TOTAL,
+            REWARDS_TOTAL,
+            BATCH_EVENTS,
+            BATCH_DURATION_SECONDS,
+            END_TO_END_LATENCY_SECONDS,
+            REDIS_ROUND_TRIP_SECONDS,
+            CONSUMER_LAG_MESSAGES,
+            IN_FLIGHT_EVENTS,
+            REBALANCES_TOTAL,
+            RETRIES_TOTAL,
+            RULES_RELOADS_TOTAL,
+            BUILD_INFO,
+        ];
+        assert_eq!(constants.len(), METRICS.len());
+        for name in constants {
+            assert!(METRICS.iter().any(|m| m.name == name), "{name} missing from METRICS");
+        }
+    }
+}
