@@ -90,6 +90,8 @@ pub struct BatchScorer {
     rewards: Vec<Vec<u8>>,
     /// Whether a message's reward is a repeat (first outcome re-emitted).
     repeats: Vec<bool>,
+    /// A repeat's `rules_version` (the first outcome's).
+    versions: Vec<String>,
     /// Wall-clock seconds: records are stamped with it and expire a
     /// retention window after it, as keys with a TTL would.
     clock: Box<dyn Fn() -> u64 + Send>,
@@ -115,6 +117,7 @@ impl BatchScorer {
             outcomes: Vec::new(),
             rewards: Vec::new(),
             repeats: Vec::new(),
+            versions: Vec::new(),
             clock: Box::new(system_seconds),
         })
     }
@@ -138,13 +141,14 @@ impl BatchScorer {
             self.outcomes.push(Outcome::default());
             self.rewards.push(Vec::with_capacity(1024));
             self.repeats.push(false);
+            self.versions.push(String::new());
         }
         // Split the borrows: events borrow the decoders while the rest is written.
         let now = (self.clock)();
-        let Self { programs, settings, decoders, outcomes, rewards, repeats, .. } = self;
+        let Self { programs, settings, decoders, outcomes, rewards, repeats, versions, .. } = self;
         let mut grants: HashMap<(usize, String), i64> = HashMap::new();
         let mut charges: Vec<(usize, String, i64)> = Vec::new();
-        let mut work = Work { programs, settings, outcomes, rewards, repeats, now };
+        let mut work = Work { programs, settings, outcomes, rewards, repeats, versions, now };
         let mut events: Vec<Option<Event<'_>>> = Vec::with_capacity(batch.len());
         let mut slots: Vec<Slot> = Vec::with_capacity(batch.len());
         for (decoder, (_, message)) in decoders.iter_mut().zip(batch) {
@@ -341,6 +345,7 @@ struct Work<'s> {
     outcomes: &'s mut [Outcome],
     rewards: &'s mut [Vec<u8>],
     repeats: &'s mut [bool],
+    versions: &'s mut [String],
     /// Wall-clock seconds of this batch.
     now: u64,
 }
@@ -371,6 +376,8 @@ impl Work<'_> {
                     let scored_under =
                         self.programs.version(&program.id, &record.reward.rules_version).unwrap_or(program);
                     output::write_reward(reward, scored_under, event.event_id, member_id, &record.reward.view());
+                    self.versions[i].clear();
+                    self.versions[i].push_str(&record.reward.rules_version);
                 }
                 self.repeats[i] = true;
                 continue;
@@ -411,7 +418,7 @@ impl Work<'_> {
                         .into());
                     }
                     if self.repeats[i] {
-                        Disposition::Repeat { program, reward: &self.rewards[i] }
+                        Disposition::Repeat { program, event, rules_version: &self.versions[i], reward: &self.rewards[i] }
                     } else {
                         Disposition::Scored { program, event, outcome: &self.outcomes[i], reward: &self.rewards[i] }
                     }

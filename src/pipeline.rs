@@ -25,8 +25,9 @@ use crate::state::codec::StoredEvent;
 pub enum Disposition<'a> {
     /// A new outcome: the reward event to emit, and what it is made of.
     Scored { program: &'a Program, event: &'a Event<'a>, outcome: &'a Outcome, reward: &'a [u8] },
-    /// A repeated `event_id`: the first outcome's reward event, unchanged.
-    Repeat { program: &'a Program, reward: &'a [u8] },
+    /// A repeated `event_id`: the first outcome's reward event, unchanged,
+    /// and the `rules_version` it was scored under.
+    Repeat { program: &'a Program, event: &'a Event<'a>, rules_version: &'a str, reward: &'a [u8] },
     /// A valid event without a member: counted, nothing emitted.
     Anonymous { program: &'a Program },
     /// Invalid input, for the dead-letter path.
@@ -106,7 +107,9 @@ impl<S: StateStore> Scorer<S> {
             // Records are rendered with the program they were scored under.
             let scored_under = self.programs.version(&program.id, &record.reward.rules_version).unwrap_or(program);
             output::write_reward(&mut self.reward, scored_under, event.event_id, member_id, &record.reward.view());
-            return sink.accept(position, message, Disposition::Repeat { program, reward: &self.reward });
+            let rules_version = &record.reward.rules_version;
+            let repeat = Disposition::Repeat { program, event: &event, rules_version, reward: &self.reward };
+            return sink.accept(position, message, repeat);
         }
         engine::apply(program, &self.settings, state, budgets, &event, &mut self.outcome);
         let view = RewardView::new(program, &event, &self.outcome);

@@ -1,0 +1,156 @@
+//! Kafka: the consumer of purchase events, the producer of reward events and
+//! dead letters, and the offsets that say how far the scorer has come.
+//!
+//! Delivery is at least once with effectively-once effects: an offset is
+//! stored only after its event's state change is in the store and its
+//! reward (or dead letter) is acknowledged by the broker; librdkafka commits
+//! the stored offsets in the background (`enable.auto.commit=true`,
+//! `enable.auto.offset.store=false`), on partition revoke and on shutdown.
+//! A redelivered event finds its record in the store and re-emits the same
+//! reward event (same `reward_id`), so consumers deduplicate by it.
+
+pub mod offsets;
+pub mod output;
+
+use std::sync::Arc;
+
+use rdkafka::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+use crate::admin::Readiness;
+use crate::config;
+use crate::telemetry::metric;
+
+/// Settings the scorer owns: the at-least-once recipe and the producer's
+/// guarantees. The configuration's pass-through properties cannot change
+/// them (the configuration rejects them), apart from those listed in
+/// [`CONSUMER_DEFAULTS`] and [`PRODUCER_DEFAULTS`].
+const CONSUMER_FIXED: &[(&str, &str)] = &[
+    ("enable.auto.commit", "true"),
+    ("enable.auto.offset.store", "false"),
+    ("enable.partition.eof", "false"),
+];
+
+/// Consumer defaults that `kafka.properties` may override.
+const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
+    // Members keep their partitions across rebalances: a rebalance revokes
+    // only the partitions that move, so the others keep flowing.
+    ("partition.assignment.strategy", "cooperative-sticky"),
+    // A new group starts at the beginning of the topic: nothing is skipped.
+    ("auto.offset.reset", "earliest"),
+    ("auto.commit.interval.ms", "1000"),
+];
+
+/// Producer guarantees: no duplicate or reordered writes from retries, and
+/// an acknowledgement only once every in-sync replica has the record.
+const PRODUCER_FIXED: &[(&str, &str)] = &[("enable.idempotence", "true"), ("acks", "all")];
+
+/// Producer defaults that `kafka.properties` may override.
+const PRODUCER_DEFAULTS: &[(&str, &str)] = &[("linger.ms", "5"), ("compression.type", "zstd")];
+
+/// The client configuration of the consumer.
+pub fn consumer_config(kafka: &config::Kafka) -> ClientConfig {
+    let mut client = base(kafka, CONSUMER_DEFAULTS);
+    client.set("group.id", &kafka.group_id);
+    for (key, value) in CONSUMER_FIXED {
+        client.set(*key, *value);
+    }
+    client
+}
+
+/// The client configuration of the producer.
+pub fn producer_config(kafka: &config::Kafka) -> ClientConfig {
+    let mut client = base(kafka, PRODUCER_DEFAULTS);
+    for (key, value) in PRODUCER_FIXED {
+        client.set(*key, *value);
+    }
+    // Rewards are produced as large as the largest input may make them.
+    client.set("message.max.bytes", (kafka.max_message_bytes.max(1 << 20) + 4096).to_string());
+    client
+}
+
+/// Brokers, then defaults, then the configuration's properties.
+fn base(kafka: &config::Kafka, defaults: &[(&str, &str)]) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    client.set("bootstrap.servers", kafka.brokers.join(","));
+    for (key, value) in defaults {
+        client.set(*key, *value);
+    }
+    for (key, value) in kafka.properties.iter() {
+        client.set(key, value.expose());
+    }
+    client.set_log_level(RDKafkaLogLevel::Warning);
+    client
+}
+
+/// The consumer's callbacks: rebalances (commit what is stored before
+/// partitions leave; readiness and metrics) and librdkafka's logs.
+#[derive(Debug)]
+pub struct ScorerContext {
+    readiness: Arc<Readiness>,
+}
+
+impl ScorerContext {
+    pub fn new(readiness: Arc<Readiness>) -> Self {
+        Self { readiness }
+    }
+}
+
+impl ClientContext for ScorerContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        log(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(%error, reason, "kafka client error");
+    }
+}
+
+impl ConsumerContext for ScorerContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        // The callback runs inside the consumer's poll, between batches:
+        // nothing of the revoked partitions is in flight, and what is
+        // finished is stored. Commit it now, so the next owner starts after it.
+        if let Rebalance::Revoke(partitions) = rebalance {
+            tracing::info!(partitions = partitions.count(), "partitions revoked; committing stored offsets");
+            commit_sync(consumer);
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        metrics::counter!(metric::REBALANCES_TOTAL).increment(1);
+        match rebalance {
+            Rebalance::Assign(partitions) => {
+                tracing::info!(partitions = partitions.count(), "partitions assigned");
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(error) => tracing::warn!(%error, "rebalance failed"),
+        }
+        let assigned = consumer.assignment().map(|a| a.count() > 0).unwrap_or(false);
+        self.readiness.set_assigned(assigned);
+    }
+}
+
+/// Commits the stored offsets and waits for the broker's answer; nothing
+/// stored yet is not an error.
+pub fn commit_sync<C: Consumer<X>, X: ConsumerContext>(consumer: &C) {
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) => {}
+        Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+        Err(error) => tracing::warn!(%error, "committing offsets failed; the events after the last commit will be redelivered and recognised as repeats"),
+    }
+}
+
+/// librdkafka's log lines, through `tracing`.
+pub fn log(level: RDKafkaLogLevel, fac: &str, message: &str) {
+    match level {
+        RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+            tracing::error!(target: "librdkafka", fac, "{message}");
+        }
+        RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", fac, "{message}"),
+        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => tracing::info!(target: "librdkafka", fac, "{message}"),
+        RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", fac, "{message}"),
+    }
+}
