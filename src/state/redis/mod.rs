@@ -208,6 +208,11 @@ impl RedisStore {
     /// target when no server answers ([`StoreError::Unavailable`]) or the
     /// target, the prefix or the credentials are wrong ([`StoreError::Config`]).
     pub async fn connect(target: &str, prefix: &str) -> Result<RedisStore, StoreError> {
+        // Without a process-wide crypto provider the first `rediss://`
+        // handshake panics; rustls picks one by itself only when exactly one
+        // is compiled in, so it is named here. An error means one is
+        // installed already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let shown = redact(target);
         if prefix.contains(['{', '}']) {
             return Err(StoreError::Config(format!(
