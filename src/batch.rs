@@ -296,8 +296,11 @@ impl BatchScorer {
             .unwrap_or(u64::MAX / 2)
             .saturating_mul(86_400_000);
         loop {
-            let asks: Vec<(usize, String, i64)> =
+            let mut asks: Vec<(usize, String, i64)> =
                 charges.iter().filter(|(i, rule, _)| !grants.contains_key(&(*i, rule.clone()))).cloned().collect();
+            // Charges come member by member; a budget that runs out must go
+            // to the earlier events, as when events are scored one at a time.
+            asks.sort_by_key(|(i, _, _)| *i);
             if asks.is_empty() {
                 return Ok(());
             }

@@ -110,6 +110,26 @@ async fn a_budget_is_never_overspent_and_charged_once_per_event() {
     assert_eq!(spent, vec![("citypoints".to_owned(), "weekend-breakfast".to_owned(), 100)]);
 }
 
+#[tokio::test]
+async fn a_budget_that_runs_out_in_a_batch_goes_to_the_earlier_events() {
+    let rules = "[program]\nid = \"p\"\ncurrency = \"EUR\"\npoints_per_unit = \"0\"\n\n\
+        [[rules]]\nid = \"bonus\"\nkind = \"basket_threshold\"\nmin_spend = \"0\"\nbonus_points = 10\nbudget_points = 15\n";
+    let programs = ProgramSet::new(vec![Arc::new(load::load_str("rules.toml", rules).unwrap())]).unwrap();
+    let event = |id: &str, member: &str| {
+        format!(
+            r#"{{"event_id":"{id}","member_id":"{member}","occurred_at":"2026-03-01T10:00:00Z","currency":"EUR","total":"1.00"}}"#
+        )
+    };
+    // A appears first in the batch, but B's purchase comes before A's.
+    let profile = r#"{"event_id":"P","kind":"profile","member_id":"A","occurred_at":"2026-03-01T09:00:00Z"}"#;
+    let lines = vec![profile.to_owned(), event("B1", "B"), event("A1", "A")];
+    let points = |out: &Lines| -> Vec<i64> { out.rewards.iter().map(|r| r["points"].as_i64().unwrap()).collect() };
+    let one_at_a_time = score(&programs, &lines, 1, &mut MemoryStore::new()).await;
+    assert_eq!(points(&one_at_a_time), [0, 10, 5]);
+    let batched = score(&programs, &lines, 3, &mut MemoryStore::new()).await;
+    assert_eq!(points(&batched), points(&one_at_a_time));
+}
+
 /// A store where another scorer changes a member between this scorer's
 /// load and its write, once per member (it credits 1,000 points of its own):
 /// every first write loses the race.

@@ -130,6 +130,19 @@ fn password_and_acl_user() {
 }
 
 #[test]
+fn a_tls_server_serves_verified_clients_and_keeps_its_plain_port() {
+    let server = RedisServer::start_tls(&[]);
+    assert_ne!(server.tls_port(), server.port());
+    server.call(&["SET", "k", "plain"]).expect_ok("SET over the plain port");
+    // The certificate checks out against the test CA for 127.0.0.1.
+    let ca = server.tls_files().ca_cert.display().to_string();
+    assert_eq!(redis_cli_text(server.tls_port(), &["--tls", "--cacert", &ca, "GET", "k"]), "plain");
+    // Plain RESP on the TLS port gets no answer.
+    assert!(support::redis::call(server.tls_port(), &["PING"]).is_err());
+    assert_eq!(server.tls_url("u", "p"), format!("rediss://u:p@127.0.0.1:{}/#insecure", server.tls_port()));
+}
+
+#[test]
 fn crc16_and_key_slot_match_the_cluster_spec() {
     // The check value of CRC-16/XMODEM and the spec's examples.
     assert_eq!(crc16_xmodem(b"123456789"), 0x31C3);

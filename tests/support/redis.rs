@@ -5,12 +5,17 @@
 //! cluster-enabled servers joined with `redis-cli --cluster create` and can
 //! move a hash slot between them to cause MOVED redirections.
 //!
-//! Only std, `tempfile` and the `redis-server` / `redis-cli` programs are
-//! used: the harness talks RESP over a [`TcpStream`] itself ([`Conn`]).
+//! [`RedisServer::start_tls`] adds a TLS port next to the plain one, with a
+//! certificate made by the `openssl` program ([`TlsFiles`]); the harness
+//! itself keeps talking to the plain port.
+//!
+//! Only std, `tempfile` and the `redis-server` / `redis-cli` / `openssl`
+//! programs are used: the harness talks RESP over a [`TcpStream`] itself ([`Conn`]).
 //! Every wait polls a condition against a deadline; nothing sleeps for a
 //! fixed time to let something happen.
 //!
-//! `.ci/test` installs Redis when it is missing (`apt-get install redis-server`).
+//! `.ci/test` installs Redis and OpenSSL when they are missing
+//! (`apt-get install redis-server openssl`).
 
 use std::fmt::Write as _;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -244,6 +249,8 @@ pub struct RedisServer {
     extra: Vec<String>,
     /// The default user's password, from `--requirepass`.
     password: Option<String>,
+    /// The TLS port, from `--tls-port`.
+    tls_port: Option<u16>,
 }
 
 impl RedisServer {
@@ -257,6 +264,35 @@ impl RedisServer {
     pub fn start_with_args(args: &[&str]) -> RedisServer {
         let extra: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
         RedisServer::start_fresh(|_| extra.clone(), 1)
+    }
+
+    /// Starts a server that also accepts TLS on a second free port, with the
+    /// certificate of [`TlsFiles::generate`] and no client certificates
+    /// required; `args` as for [`RedisServer::start_with_args`]. The plain
+    /// port stays open: [`RedisServer::call`] and [`RedisServer::cli`] use it.
+    pub fn start_tls(args: &[&str]) -> RedisServer {
+        let extra: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        RedisServer::start_fresh(
+            |(dir, ports)| {
+                let tls = TlsFiles::generate(dir);
+                let path = |p: &Path| p.display().to_string();
+                let mut all = vec![
+                    "--tls-port".into(),
+                    ports[1].to_string(),
+                    "--tls-cert-file".into(),
+                    path(&tls.cert),
+                    "--tls-key-file".into(),
+                    path(&tls.key),
+                    "--tls-ca-cert-file".into(),
+                    path(&tls.ca_cert),
+                    "--tls-auth-clients".into(),
+                    "no".into(),
+                ];
+                all.extend(extra.iter().cloned());
+                all
+            },
+            2,
+        )
     }
 
     /// Starts a cluster-enabled server with its own cluster bus port
@@ -288,13 +324,14 @@ impl RedisServer {
             Ok(dir) => dir,
             Err(e) => panic!("cannot create a temporary directory for redis: {e}"),
         };
-        let mut server = RedisServer { port: 0, dir, child: None, extra: Vec::new(), password: None };
+        let mut server = RedisServer { port: 0, dir, child: None, extra: Vec::new(), password: None, tls_port: None };
         let mut last = String::new();
         for _ in 0..PORT_TRIES {
             let picked = free_ports(ports);
             server.port = picked[0];
             server.extra = extra((server.dir.path(), &picked));
-            server.password = password_in(&server.extra);
+            server.password = value_after(&server.extra, "--requirepass");
+            server.tls_port = value_after(&server.extra, "--tls-port").and_then(|port| port.parse().ok());
             match server.launch(Instant::now() + START_DEADLINE) {
                 Ok(()) => return server,
                 Err(Launch::PortTaken(log)) => last = log,
@@ -317,6 +354,25 @@ impl RedisServer {
     /// `redis://USER:PASSWORD@127.0.0.1:PORT/` (user and password as given, not escaped).
     pub fn url_with_auth(&self, user: &str, password: &str) -> String {
         format!("redis://{user}:{password}@127.0.0.1:{}/", self.port)
+    }
+
+    /// The TLS port of a server started with [`RedisServer::start_tls`].
+    pub fn tls_port(&self) -> u16 {
+        match self.tls_port {
+            Some(port) => port,
+            None => panic!("the server on port {} has no TLS port: start it with start_tls", self.port),
+        }
+    }
+
+    /// `rediss://USER:PASSWORD@127.0.0.1:TLS_PORT/#insecure` (not escaped):
+    /// `#insecure` because the certificate's CA is the test's own.
+    pub fn tls_url(&self, user: &str, password: &str) -> String {
+        format!("rediss://{user}:{password}@127.0.0.1:{}/#insecure", self.tls_port())
+    }
+
+    /// The certificate files of a server started with [`RedisServer::start_tls`].
+    pub fn tls_files(&self) -> TlsFiles {
+        TlsFiles::in_dir(self.dir.path())
     }
 
     /// The server's working directory.
@@ -498,9 +554,9 @@ enum Launch {
     Failed(String),
 }
 
-/// The value after `--requirepass` in `args`, if any.
-fn password_in(args: &[String]) -> Option<String> {
-    args.iter().position(|a| a == "--requirepass").and_then(|i| args.get(i + 1)).cloned()
+/// The value after `flag` in `args`, if any.
+fn value_after(args: &[String], flag: &str) -> Option<String> {
+    args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned()
 }
 
 /// The last `lines` lines of the file at `path`, from byte `from` on.
@@ -512,6 +568,95 @@ fn log_tail(path: &Path, from: u64, lines: usize) -> String {
     let text = String::from_utf8_lossy(&bytes[from..]);
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+// ---------------------------------------------------------------------------
+// TLS
+// ---------------------------------------------------------------------------
+
+/// PEM files of a test CA and of a server certificate it signed, for
+/// `127.0.0.1` and `localhost`. Clients that check certificates against the
+/// usual roots refuse it; `#insecure` URLs or the CA file make it acceptable.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub ca_cert: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// The `openssl` configuration the certificates are made with: the
+/// system's own configuration is not read, so its defaults cannot differ.
+const OPENSSL_CONF: &str = "\
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = loyalty-scorer test
+[ca]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[server]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1, DNS:localhost
+";
+
+impl TlsFiles {
+    fn in_dir(dir: &Path) -> TlsFiles {
+        TlsFiles { ca_cert: dir.join("ca.crt"), cert: dir.join("server.crt"), key: dir.join("server.key") }
+    }
+
+    /// Makes a CA and a server certificate in `dir` with the `openssl`
+    /// program (P-256 keys: quick to generate), unless `dir` has them already.
+    pub fn generate(dir: &Path) -> TlsFiles {
+        let files = TlsFiles::in_dir(dir);
+        if files.ca_cert.exists() && files.cert.exists() && files.key.exists() {
+            return files;
+        }
+        let conf = dir.join("openssl.cnf");
+        if let Err(e) = std::fs::write(&conf, OPENSSL_CONF) {
+            panic!("cannot write {}: {e}", conf.display());
+        }
+        let (ca_key, csr) = (dir.join("ca.key"), dir.join("server.csr"));
+        let key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        let conf_arg = conf.as_os_str();
+        openssl(|c| {
+            c.args(["req", "-x509", "-config"]).arg(conf_arg).args(["-extensions", "ca"]).args(key);
+            c.arg("-keyout").arg(&ca_key).arg("-out").arg(&files.ca_cert);
+            c.args(["-days", "2", "-subj", "/CN=loyalty-scorer test CA"]);
+        });
+        openssl(|c| {
+            c.args(["req", "-new", "-config"]).arg(conf_arg).args(key);
+            c.arg("-keyout").arg(&files.key).arg("-out").arg(&csr).args(["-subj", "/CN=localhost"]);
+        });
+        openssl(|c| {
+            c.args(["x509", "-req", "-in"]).arg(&csr).arg("-CA").arg(&files.ca_cert).arg("-CAkey").arg(&ca_key);
+            c.args(["-set_serial", "2", "-days", "2", "-extfile"]).arg(conf_arg).args(["-extensions", "server"]);
+            c.arg("-out").arg(&files.cert);
+        });
+        files
+    }
+}
+
+/// Runs `openssl` with the arguments `args` adds; panics with its output when it fails.
+fn openssl(args: impl FnOnce(&mut Command)) {
+    let mut command = Command::new("openssl");
+    args(&mut command);
+    command.stdin(Stdio::null());
+    let output = match command.output() {
+        Ok(output) => output,
+        Err(e) => panic!("cannot run openssl ({e}): run .ci/test or `apt-get install -y openssl`"),
+    };
+    if !output.status.success() {
+        panic!(
+            "{command:?} failed ({}):\n{}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -208,6 +208,11 @@ impl RedisStore {
     /// target when no server answers ([`StoreError::Unavailable`]) or the
     /// target, the prefix or the credentials are wrong ([`StoreError::Config`]).
     pub async fn connect(target: &str, prefix: &str) -> Result<RedisStore, StoreError> {
+        // Without a process-wide crypto provider the first `rediss://`
+        // handshake panics; rustls picks one by itself only when exactly one
+        // is compiled in, so it is named here. An error means one is
+        // installed already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let shown = redact(target);
         if prefix.contains(['{', '}']) {
             return Err(StoreError::Config(format!(
@@ -870,6 +875,87 @@ mod tests {
             let why = check_target(bad).expect_err(bad);
             assert!(!why.contains("secret"), "{why}");
         }
+    }
+
+    /// A store over `target`'s seeds as `connect` builds it, without
+    /// connecting: the password is in every node's connection settings.
+    fn unconnected(target: &str) -> RedisStore {
+        let mut store = RedisStore {
+            target: redact(target),
+            prefix: "ls".into(),
+            sha: String::new(),
+            reserve_sha: String::new(),
+            nodes: Vec::new(),
+            cluster: None,
+            round_trips: 0,
+        };
+        match Target::parse(target).unwrap() {
+            Target::Single(url) => {
+                let info = connection_info(&url).unwrap();
+                store.nodes.push(Node { label: store.target.clone(), addr: None, info, conn: None });
+            }
+            Target::Cluster(seeds) => {
+                for seed in &seeds {
+                    let info = connection_info(seed).unwrap();
+                    let addr = tcp_addr(&info).unwrap();
+                    store.nodes.push(Node { label: addr.key(), addr: Some(addr), info, conn: None });
+                }
+                let template = store.nodes[0].info.clone();
+                store.cluster = Some(SlotMap { owners: vec![NO_NODE; SLOTS].into(), stale: true, template });
+            }
+        }
+        store
+    }
+
+    #[test]
+    fn no_message_of_the_store_shows_its_password() {
+        use redis::{ErrorKind, RedisError, ServerErrorKind};
+        let mut shown: Vec<String> = Vec::new();
+        for target in [
+            "rediss://scorer:hunter2@127.0.0.1:1/#insecure",
+            "redis://:hunter2@127.0.0.1:1/3",
+            "rediss+cluster://scorer:hunter2@127.0.0.1:1,127.0.0.1:2/",
+            "redis://scorer:hunter2@127.0.0.1:1/,redis://scorer:hunter2@127.0.0.1:2/",
+        ] {
+            let mut store = unconnected(target);
+            if store.cluster.is_some() {
+                // A node learned from the cluster gets the seeds' credentials.
+                let learned = store.node_at(NodeAddr { host: "127.0.0.1".into(), port: 3 }).unwrap();
+                assert!(store.nodes[usize::from(learned)].info.redis_settings().password().is_some());
+            }
+            shown.push(format!("{store:?}"));
+            let failures: Vec<RedisError> = vec![
+                (ErrorKind::AuthenticationFailed, "Password authentication failed").into(),
+                std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused").into(),
+                (ErrorKind::Io, "timed out").into(),
+                (ErrorKind::InvalidClientConfig, "bad TLS setup", target.to_owned()).into(),
+                (ErrorKind::Server(ServerErrorKind::NoPerm), "no permissions", "ls:{p:m}".to_owned()).into(),
+                (ErrorKind::Server(ServerErrorKind::ResponseError), "WRONGPASS", "invalid password".to_owned()).into(),
+            ];
+            for node in 0..store.nodes.len() {
+                for failure in &failures {
+                    let error = store.lost(node, failure);
+                    shown.extend([error.to_string(), format!("{error:?}")]);
+                }
+                let label = store.nodes[node].label.clone();
+                for code in ["NOAUTH", "WRONGPASS", "NOPERM", "READONLY", "LOADING", "WRONGTYPE"] {
+                    let error = store.server_error(&label, code, Some("details"), Some("ls:{p:m}"));
+                    shown.extend([error.to_string(), format!("{error:?}")]);
+                }
+            }
+        }
+        // Refused before any I/O: a bad URL, a fragment other than #insecure.
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        for bad in ["redis://scorer:hunter2@127.0.0.1:port/", "rediss://scorer:hunter2@h:1/#verify", "redis+cluster://"]
+        {
+            let error = runtime.block_on(RedisStore::connect(bad, "ls")).unwrap_err();
+            shown.extend([error.to_string(), format!("{error:?}")]);
+        }
+        assert!(shown.len() > 100);
+        for text in &shown {
+            assert!(!text.contains("hunter2"), "{text}");
+        }
+        assert!(shown.iter().any(|t| t.contains("rediss://scorer:***@127.0.0.1:1/#insecure")));
     }
 
     #[test]
