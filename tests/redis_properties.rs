@@ -200,7 +200,10 @@ fn memory_and_redis_states_give_the_same_outputs() {
         let keys: Vec<MemberKey> = members.iter().map(|(k, _)| k.clone()).collect();
         let loaded = runtime.block_on(store.load(&keys, &[])).unwrap();
         for ((key, want), got) in members.iter().zip(&loaded) {
-            prop_assert_eq!(&got.state, want, "state of {:?}", key);
+            // The horizon of the last record sweep is a shared store's own
+            // bookkeeping: the embedded store sweeps by event time instead.
+            let got = MemberState { records_swept: 0, ..got.state.clone() };
+            prop_assert_eq!(&got, want, "state of {:?}", key);
         }
         let pattern = format!("{prefix}:{{*:budget:*}}");
         prop_assert_eq!(budgets_in_redis(&server, &pattern), budgets_in_memory(scorer.store(), &prefix));
