@@ -204,19 +204,45 @@ fn reference_args() -> Vec<String> {
     ["1", "{m:__rand_int__}", "ev__rand_int__", &state, &outcome, "7776000"].map(str::to_owned).to_vec()
 }
 
-fn reference(port: u16) {
+/// `(calls, microseconds)` per command since the last `CONFIG RESETSTAT`,
+/// from `INFO commandstats`: the server's own time in each command, not
+/// the time it spends reading requests and writing replies.
+fn command_stats(port: u16) -> std::collections::HashMap<String, (f64, f64)> {
+    let text = match call(port, &[b"INFO", b"commandstats"]) {
+        Ok(Reply::Bulk(Some(bytes))) => String::from_utf8(bytes).unwrap(),
+        other => panic!("INFO commandstats: {other:?}"),
+    };
+    text.lines()
+        .filter_map(|line| {
+            let (name, fields) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let field =
+                |key: &str| fields.split(',').find_map(|f| f.strip_prefix(key)?.strip_prefix('=')?.parse::<f64>().ok());
+            Some((name.to_owned(), (field("calls")?, field("usec")?)))
+        })
+        .collect()
+}
+
+/// Microseconds of Redis's time per call of the reference script, when the
+/// reference ran (see `reference`).
+fn reference(port: u16) -> Option<f64> {
     if std::env::var("REDIS_BENCH_REFERENCE").is_ok_and(|v| v == "0") {
-        return;
+        return None;
     }
     let args = reference_args();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let _ = call(port, &[b"CONFIG", b"RESETSTAT"]);
     let reference = redis_benchmark(port, REFERENCE_SCRIPT, &args);
+    let usec = command_stats(port).get("evalsha").map(|(calls, usec)| usec / calls);
     let trivial = redis_benchmark(port, TRIVIAL_SCRIPT, &["1", "{m:__rand_int__}"]);
     println!("reference (redis-benchmark -P 16 -n 200000 -r 1000000, 50 clients):");
     println!("  reference.lua EVALSHA: {reference:.0} calls/s");
     println!("  trivial EVALSHA (return 1): {trivial:.0} calls/s");
     println!("  reference / trivial: {:.3}", reference / trivial);
+    if let Some(usec) = usec {
+        println!("  Redis time per reference call (INFO commandstats): {usec:.2} us");
+    }
     let _ = call(port, &[b"FLUSHALL"]);
+    usec
 }
 
 // ---------------------------------------------------------------------------
@@ -370,7 +396,7 @@ impl Driver {
 fn bench(c: &mut Criterion) {
     let server = Server::start();
     let url = server.url();
-    reference(server.port);
+    let reference_usec = reference(server.port);
 
     let templates = Arc::new(templates());
     let first = |index: usize| (index as u64 + 1) * 1_000_000_000_000;
@@ -397,33 +423,67 @@ fn bench(c: &mut Criterion) {
             rt.block_on(driver.batch(&mut store));
             println!("round_trips() per batch of 512: {}", store.round_trips() - before);
         }
+        let _ = call(server.port, &[b"CONFIG", b"RESETSTAT"]);
         let mut group = c.benchmark_group(format!("redis/batch-{len}"));
         group.throughput(Throughput::Elements(len as u64));
         group.bench_function("score_batch", |b| b.iter(|| rt.block_on(driver.batch(&mut store))));
         group.finish();
+        // Redis's own time per member update: the load (GET, HMGET) and the
+        // write script, per write. When Redis is the bottleneck, the ratio
+        // of this to the reference's time per call is the ratio of member
+        // updates per second the server can serve.
+        let stats = command_stats(server.port);
+        let stat = |name: &str| stats.get(name).copied().unwrap_or((0.0, 0.0));
+        let (writes, write_usec) = stat("evalsha");
+        if writes > 0.0 {
+            let per = |name: &str| stat(name).1 / writes;
+            let total = per("get") + per("hmget") + write_usec / writes;
+            println!(
+                "redis/batch-{len}: Redis time per member update {total:.2} us (GET {:.2}, HMGET {:.2}, write script {:.2})",
+                per("get"),
+                per("hmget"),
+                write_usec / writes
+            );
+            if let Some(reference) = reference_usec {
+                println!("redis/batch-{len}: capacity ratio to the reference: {:.2}", reference / total);
+            }
+        }
         println!("redis/batch-{len}: {} scored, {} other dispositions", driver.sink.scored, driver.sink.other);
         assert_eq!(driver.sink.other, 0, "every event must be new and scored");
     }
 
     // Two lanes (as the daemon runs partitions): two scorers on disjoint
     // members (their counters start in different member generations), each
-    // with its own connection, on one thread. While one lane evaluates, the
-    // other's batch is in Redis.
-    let mut lanes = Vec::new();
+    // with its own connection, as two tasks on a two-worker runtime. While
+    // one lane evaluates, the other's batch is in Redis. (On one thread the
+    // connections' I/O tasks would wait for the evaluating lane to yield.)
+    let multi = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let mut lanes: Vec<Option<(RedisStore, Driver)>> = Vec::new();
     for lane in 0..2 {
-        let store = rt.block_on(RedisStore::connect(&url, &format!("lane{lane}"))).unwrap();
-        lanes.push((store, Driver::new(templates.clone(), 512, first(4 + lane))));
+        let store = multi.block_on(RedisStore::connect(&url, &format!("lane{lane}"))).unwrap();
+        lanes.push(Some((store, Driver::new(templates.clone(), 512, first(4 + lane)))));
     }
     let mut group = c.benchmark_group("redis/batch-512-2-lanes");
     group.throughput(Throughput::Elements(2 * 512));
     group.bench_function("score_batch", |b| {
         b.iter(|| {
-            let [(store_a, driver_a), (store_b, driver_b)] = &mut lanes[..] else { unreachable!() };
-            rt.block_on(async { tokio::join!(driver_a.batch(store_a), driver_b.batch(store_b)) })
+            let tasks: Vec<_> = lanes
+                .iter_mut()
+                .map(|lane| {
+                    let (mut store, mut driver) = lane.take().unwrap();
+                    multi.spawn(async move {
+                        driver.batch(&mut store).await;
+                        (store, driver)
+                    })
+                })
+                .collect();
+            for (lane, task) in lanes.iter_mut().zip(tasks) {
+                *lane = Some(multi.block_on(task).unwrap());
+            }
         })
     });
     group.finish();
-    for (_, driver) in &lanes {
+    for (_, driver) in lanes.iter().flatten() {
         assert_eq!(driver.sink.other, 0, "every event must be new and scored");
     }
 

@@ -134,7 +134,7 @@ impl BatchScorer {
         &mut self,
         store: &mut S,
         batch: &[(u64, &[u8])],
-        sink: &mut dyn Sink,
+        sink: &mut (dyn Sink + Send),
     ) -> Result<(), BatchError> {
         while self.decoders.len() < batch.len() {
             self.decoders.push(Decoder::new(self.max_message_bytes));
@@ -421,7 +421,12 @@ impl Work<'_> {
                         .into());
                     }
                     if self.repeats[i] {
-                        Disposition::Repeat { program, event, rules_version: &self.versions[i], reward: &self.rewards[i] }
+                        Disposition::Repeat {
+                            program,
+                            event,
+                            rules_version: &self.versions[i],
+                            reward: &self.rewards[i],
+                        }
                     } else {
                         Disposition::Scored { program, event, outcome: &self.outcomes[i], reward: &self.rewards[i] }
                     }

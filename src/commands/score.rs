@@ -18,8 +18,8 @@ use crate::state::{BatchStore, StoreError};
 
 /// Writes rewards and dead letters as JSON lines, and counts them.
 struct FileSink<'w> {
-    rewards: &'w mut dyn Write,
-    dead_letters: &'w mut dyn Write,
+    rewards: &'w mut (dyn Write + Send),
+    dead_letters: &'w mut (dyn Write + Send),
     line: Vec<u8>,
     counts: Counts,
 }
@@ -60,9 +60,9 @@ impl Sink for FileSink<'_> {
     }
 }
 
-fn create(path: &std::path::Path) -> anyhow::Result<Box<dyn Write>> {
+fn create(path: &std::path::Path) -> anyhow::Result<Box<dyn Write + Send>> {
     if is_stdio(path) {
-        return Ok(Box::new(BufWriter::with_capacity(1 << 16, io::stdout().lock())));
+        return Ok(Box::new(BufWriter::with_capacity(1 << 16, io::stdout())));
     }
     let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
     Ok(Box::new(BufWriter::with_capacity(1 << 16, file)))
@@ -77,7 +77,7 @@ fn score_batched<S: BatchStore>(
     scorer: &mut BatchScorer,
     input: Input,
     batch_events: usize,
-    sink: &mut dyn Sink,
+    sink: &mut (dyn Sink + Send),
 ) -> anyhow::Result<()> {
     each_batch(input, batch_events, |batch| {
         let mut backoff = Duration::from_millis(100);
@@ -103,9 +103,9 @@ pub fn run(args: &ScoreArgs) -> anyhow::Result<ExitCode> {
     let programs = load_programs(&args.stream.rules)?;
     let input = open_input(&args.input)?;
     let mut rewards = create(&args.output)?;
-    let mut dead_letters: Box<dyn Write> = match &args.dlq {
+    let mut dead_letters: Box<dyn Write + Send> = match &args.dlq {
         Some(path) => create(path)?,
-        None => Box::new(io::stderr().lock()),
+        None => Box::new(io::stderr()),
     };
     let mut sink = FileSink {
         rewards: &mut rewards,
