@@ -13,10 +13,17 @@ static GLOBAL: MiMalloc = MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The daemon says what it is doing; the offline commands only warn.
+    let default = match cli.command {
+        Command::Run(_) => "info",
+        // The demo passes consumer settings to its producer too.
+        Command::Demo(_) => "warn,librdkafka=error",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("LOYALTY_SCORER_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -24,6 +31,8 @@ fn main() -> ExitCode {
         Command::Score(args) => commands::score::run(&args),
         Command::CheckRules(args) => commands::check_rules::run(&args),
         Command::Simulate(args) => commands::simulate::run(&args),
+        Command::Run(args) => commands::run::run(&args),
+        Command::Demo(args) => commands::demo::run(&args),
     };
     match result {
         Ok(code) => code,

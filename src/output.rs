@@ -78,6 +78,16 @@ pub fn money(d: Decimal) -> Decimal {
     d
 }
 
+/// Name of a breakdown line as the reward event shows it (`base`,
+/// `tier:gold`, a rule id), for metric labels.
+pub fn line_name(program: &Program, line: Line) -> String {
+    let mut buf = Vec::new();
+    write_line_name(&mut buf, program, line);
+    // The name is written as a JSON string: drop its quotes.
+    let text = String::from_utf8_lossy(&buf);
+    text.trim_matches('"').to_owned()
+}
+
 /// Name of a breakdown line in the reward event.
 fn write_line_name(buf: &mut Vec<u8>, program: &Program, line: Line) {
     match line {

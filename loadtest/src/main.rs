@@ -5,7 +5,7 @@
 //! purchases, redemptions, repeated deliveries and a small share of invalid
 //! events, several merchants, stores and channels. Deterministic for a seed.
 
-mod generate;
+use loyalty_scorer::generate;
 mod redis_memory;
 mod redis_reference;
 mod resp;

@@ -3,6 +3,8 @@
 //! command with a message, never a panic.
 
 pub mod check_rules;
+pub mod demo;
+pub mod run;
 pub mod score;
 pub mod simulate;
 
@@ -36,6 +38,13 @@ pub enum Command {
     CheckRules(CheckRulesArgs),
     /// Score a file in memory and report what the program would cost.
     Simulate(SimulateArgs),
+    /// Run the daemon: consume purchases from Kafka, keep member state in
+    /// Redis, produce reward events.
+    Run(run::RunArgs),
+    /// Run the whole pipeline on embedded defaults, with nothing installed:
+    /// an in-process Kafka broker, the embedded state store, a built-in
+    /// program and a generated stream.
+    Demo(demo::DemoArgs),
 }
 
 /// Options shared by the commands that score a stream.

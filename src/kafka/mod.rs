@@ -27,11 +27,8 @@ use crate::telemetry::metric;
 /// guarantees. The configuration's pass-through properties cannot change
 /// them (the configuration rejects them), apart from those listed in
 /// [`CONSUMER_DEFAULTS`] and [`PRODUCER_DEFAULTS`].
-const CONSUMER_FIXED: &[(&str, &str)] = &[
-    ("enable.auto.commit", "true"),
-    ("enable.auto.offset.store", "false"),
-    ("enable.partition.eof", "false"),
-];
+const CONSUMER_FIXED: &[(&str, &str)] =
+    &[("enable.auto.commit", "true"), ("enable.auto.offset.store", "false"), ("enable.partition.eof", "false")];
 
 /// Consumer defaults that `kafka.properties` may override.
 const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
@@ -78,8 +75,8 @@ fn base(kafka: &config::Kafka, defaults: &[(&str, &str)]) -> ClientConfig {
     for (key, value) in defaults {
         client.set(*key, *value);
     }
-    for (key, value) in kafka.properties.iter() {
-        client.set(key, value.expose());
+    for (key, value) in kafka.properties.expose() {
+        client.set(key, value);
     }
     client.set_log_level(RDKafkaLogLevel::Warning);
     client
@@ -139,7 +136,9 @@ pub fn commit_sync<C: Consumer<X>, X: ConsumerContext>(consumer: &C) {
     match consumer.commit_consumer_state(CommitMode::Sync) {
         Ok(()) => {}
         Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-        Err(error) => tracing::warn!(%error, "committing offsets failed; the events after the last commit will be redelivered and recognised as repeats"),
+        Err(error) => {
+            tracing::warn!(%error, "committing offsets failed; the events after the last commit will be redelivered and recognised as repeats")
+        }
     }
 }
 

@@ -1,4 +1,6 @@
-//! The event stream generator. Uses its own small PRNG (SplitMix64) so a
+//! A generated retail event stream (for `demo` and `loadtest generate`):
+//! members with Zipf-like popularity, baskets, refunds, redemptions,
+//! duplicates and a few invalid lines. Uses its own small PRNG (SplitMix64) so a
 //! seed gives the same stream on every platform and version.
 
 use std::io::{self, Write};

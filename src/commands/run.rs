@@ -1,0 +1,82 @@
+//! `loyalty-scorer run --config FILE`: the daemon (see [`crate::daemon`]).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{AdminServer, Readiness};
+use crate::commands::load_programs;
+use crate::config::Config;
+use crate::daemon;
+use crate::shutdown;
+use crate::state::redis::{RedisStore, redact};
+use crate::telemetry::{metric, prometheus};
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The configuration file (TOML; see docs/configuration.md).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Overrides one setting, after the file and the environment:
+    /// `--set kafka.brokers=host:9092` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let overrides = args
+        .set
+        .iter()
+        .map(|pair| {
+            pair.split_once('=')
+                .map(|(k, v)| (k.trim().to_owned(), v.to_owned()))
+                .with_context(|| format!("--set {pair:?}: expected KEY=VALUE"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let config =
+        Config::load(args.config.as_deref(), std::env::vars_os(), &overrides).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let programs = load_programs(&config.programs.rules)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    runtime.block_on(serve(config, programs))
+}
+
+async fn serve(config: Config, programs: crate::rules::ProgramSet) -> anyhow::Result<ExitCode> {
+    let handle = prometheus::install_recorder().context("installing the metrics recorder")?;
+    metric::describe();
+    let readiness = Arc::new(Readiness::new());
+    let token = CancellationToken::new();
+    let signals = token.clone();
+    tokio::spawn(async move {
+        if let Err(error) = shutdown::watch_signals(signals).await {
+            tracing::error!(%error, "cannot watch for signals");
+        }
+    });
+    let admin = AdminServer::bind(config.admin.listen).await?;
+    tracing::info!(listen = %admin.local_addr(), "admin endpoints: /metrics, /health/livez, /health/readyz");
+    let admin_task = tokio::spawn(admin.serve(handle, readiness.clone(), token.clone()));
+
+    let url = config.redis.url.expose();
+    let store = RedisStore::connect(url, &config.redis.key_prefix)
+        .await
+        .with_context(|| format!("connecting to Redis at {}", redact(url)))?;
+    let finished = AtomicU64::new(0);
+    let daemon = daemon::run(&config, programs, store, readiness, token.clone(), &finished);
+    tokio::pin!(daemon);
+    let timeout = config.daemon.shutdown_timeout;
+    let result = tokio::select! {
+        result = &mut daemon => result,
+        () = async { token.cancelled().await; tokio::time::sleep(timeout).await } => {
+            tracing::error!(timeout_ms = timeout.as_millis() as u64, "shutdown timed out; stopping with the batch in flight uncommitted (it will be redelivered)");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    token.cancel();
+    let _ = admin_task.await;
+    let summary = result?;
+    tracing::info!(events = summary.events, rewards = summary.rewards, dead_letters = summary.dead_letters, "stopped");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,141 @@
+//! What a batch sends to Kafka: reward events to the rewards topic and dead
+//! letters to the dead-letter topic, gathered from the batch's dispositions
+//! (a [`Sink`]) and produced once the batch's state is written.
+//!
+//! Reward events are keyed by `member_id` (a member's rewards stay in one
+//! partition, in order) and carry the headers `program`, `kind` and
+//! `rules_version`. Dead letters are the input message unchanged, with its
+//! key, and the headers `reason`, `detail`, `source_topic`,
+//! `source_partition` and `source_offset`.
+
+use std::io;
+
+use crate::decode::DecodeError;
+use crate::pipeline::{Disposition, Sink};
+use crate::telemetry::metric::EventOutcome;
+
+/// Where one message of the batch came from.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'m> {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<&'m [u8]>,
+}
+
+/// One record to produce.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// Index of the input message in the batch.
+    pub message: usize,
+    pub kind: OutputKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum OutputKind {
+    /// A reward event: `payload` is a range of [`Outputs::bytes`].
+    Reward { payload: (usize, usize), key: (usize, usize), program: String, kind: &'static str, rules_version: String },
+    /// The input message, unchanged.
+    DeadLetter { error: DecodeError },
+}
+
+/// Counts of a batch's outcomes, for the metrics (counted once per batch).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Tally {
+    pub scored: u64,
+    pub rejected: u64,
+    pub duplicate: u64,
+    pub anonymous: u64,
+    pub dead_lettered: u64,
+}
+
+impl Tally {
+    pub fn get(&self, outcome: EventOutcome) -> u64 {
+        match outcome {
+            EventOutcome::Scored => self.scored,
+            EventOutcome::Rejected => self.rejected,
+            EventOutcome::Duplicate => self.duplicate,
+            EventOutcome::Anonymous => self.anonymous,
+            EventOutcome::DeadLettered => self.dead_lettered,
+        }
+    }
+}
+
+/// A batch's outputs, in input order; reward bytes in one buffer.
+#[derive(Debug, Default)]
+pub struct Outputs {
+    pub records: Vec<Output>,
+    pub bytes: Vec<u8>,
+    pub tally: Tally,
+    /// Points by (program, rule or line, event kind), positive and negative.
+    pub points: Vec<(String, String, &'static str, i64)>,
+}
+
+impl Outputs {
+    pub fn clear(&mut self) {
+        self.records.clear();
+        self.bytes.clear();
+        self.tally = Tally::default();
+        self.points.clear();
+    }
+
+    fn push_bytes(&mut self, bytes: &[u8]) -> (usize, usize) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(bytes);
+        (start, self.bytes.len())
+    }
+
+    pub fn slice(&self, range: (usize, usize)) -> &[u8] {
+        self.bytes.get(range.0..range.1).unwrap_or_default()
+    }
+}
+
+impl Sink for Outputs {
+    fn accept(&mut self, position: u64, _message: &[u8], disposition: Disposition<'_>) -> io::Result<()> {
+        // Positions are the batch's indices + 1 (see `Daemon::score`).
+        let message = usize::try_from(position.saturating_sub(1)).map_err(io::Error::other)?;
+        match disposition {
+            Disposition::Scored { program, event, outcome, reward } => {
+                if outcome.status == crate::outcome::Status::Rejected {
+                    self.tally.rejected += 1;
+                } else {
+                    self.tally.scored += 1;
+                }
+                for &(line, points) in &outcome.lines {
+                    if points != 0 {
+                        let name = crate::output::line_name(program, line);
+                        self.points.push((program.id.clone(), name, event.kind.as_str(), points));
+                    }
+                }
+                let payload = self.push_bytes(reward);
+                let key = self.push_bytes(event.member_id.unwrap_or_default().as_bytes());
+                let kind = OutputKind::Reward {
+                    payload,
+                    key,
+                    program: program.id.clone(),
+                    kind: event.kind.as_str(),
+                    rules_version: program.version.clone(),
+                };
+                self.records.push(Output { message, kind });
+            }
+            Disposition::Repeat { program, event, rules_version, reward } => {
+                self.tally.duplicate += 1;
+                let payload = self.push_bytes(reward);
+                let key = self.push_bytes(event.member_id.unwrap_or_default().as_bytes());
+                let kind = OutputKind::Reward {
+                    payload,
+                    key,
+                    program: program.id.clone(),
+                    kind: event.kind.as_str(),
+                    rules_version: rules_version.to_owned(),
+                };
+                self.records.push(Output { message, kind });
+            }
+            Disposition::Anonymous { .. } => self.tally.anonymous += 1,
+            Disposition::Dead(error) => {
+                self.tally.dead_lettered += 1;
+                self.records.push(Output { message, kind: OutputKind::DeadLetter { error } });
+            }
+        }
+        Ok(())
+    }
+}
