@@ -26,7 +26,9 @@ impl Offsets {
 
     /// A message was received: it holds back its partition's position until finished.
     pub fn received(&mut self, partition: i32, offset: i64) {
-        let p = self.partitions.entry(partition).or_default();
+        // Nothing before the first message received is this scorer's to store.
+        let p =
+            self.partitions.entry(partition).or_insert_with(|| Partition { stored: offset, ..Partition::default() });
         p.in_flight.insert(offset);
         p.next = p.next.max(offset + 1);
     }
