@@ -122,6 +122,16 @@ impl BatchScorer {
         })
     }
 
+    /// Puts `programs` in force from the next batch on (a rules reload); the
+    /// versions replaced stay known, to re-emit the outcomes scored under them.
+    pub fn reload(&mut self, programs: ProgramSet) {
+        self.programs = self.programs.reloaded(programs);
+    }
+
+    pub fn programs(&self) -> &ProgramSet {
+        &self.programs
+    }
+
     /// Reads wall-clock seconds from `clock` instead of the system clock.
     pub fn with_clock(mut self, clock: impl Fn() -> u64 + Send + 'static) -> Self {
         self.clock = Box::new(clock);

@@ -19,7 +19,7 @@
 //! store, a configuration the store refuses) stops the daemon with an error.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
@@ -37,7 +37,7 @@ use crate::kafka::output::{OutputKind, Outputs, Source};
 use crate::kafka::{self, ScorerContext};
 use crate::rules::ProgramSet;
 use crate::state::{BatchStore, Disposition};
-use crate::telemetry::metric::{self, EventOutcome, RetryTarget, label};
+use crate::telemetry::metric::{self, EventOutcome, ReloadResult, RetryTarget, label};
 
 /// First and longest wait between two attempts of a failing batch.
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
@@ -53,18 +53,29 @@ pub struct Summary {
     pub retries: u64,
 }
 
-/// Runs the daemon until `shutdown` is cancelled, then finishes the batch in
-/// flight, commits and returns. `store` is the shared state store (Redis in
-/// production; the embedded store for the demo and tests). `finished`
-/// counts the events whose offsets were stored.
+/// How the rest of the process steers and watches a running daemon.
+#[derive(Debug, Default)]
+pub struct Controls {
+    /// Flipped by the daemon: partitions assigned, store available, stopping.
+    pub readiness: Arc<Readiness>,
+    /// Cancelled to stop: the batch in flight is finished and committed.
+    pub shutdown: CancellationToken,
+    /// Set to reload the rules files before the next batch (SIGHUP).
+    pub reload: AtomicBool,
+    /// Events whose offsets were stored.
+    pub finished: AtomicU64,
+}
+
+/// Runs the daemon until `controls.shutdown` is cancelled, then finishes the
+/// batch in flight, commits and returns. `store` is the shared state store
+/// (Redis in production; the embedded store for the demo and tests).
 pub async fn run<S: BatchStore>(
     config: &Config,
     programs: ProgramSet,
     mut store: S,
-    readiness: Arc<Readiness>,
-    shutdown: CancellationToken,
-    finished: &AtomicU64,
+    controls: &Controls,
 ) -> anyhow::Result<Summary> {
+    let Controls { readiness, shutdown, reload, finished } = controls;
     let consumer: StreamConsumer<ScorerContext> = kafka::consumer_config(&config.kafka)
         .create_with_context(ScorerContext::new(readiness.clone()))
         .context("creating the Kafka consumer")?;
@@ -85,6 +96,9 @@ pub async fn run<S: BatchStore>(
     tracing::info!(topic = input_topic, group = %config.kafka.group_id, "consuming");
 
     'run: loop {
+        if reload.swap(false, Ordering::Relaxed) {
+            reload_rules(config, &mut scorer);
+        }
         // Gather: wait for a first message (or the end), then fill the batch
         // until it is full or its wait is over.
         let mut messages: Vec<BorrowedMessage<'_>> = Vec::with_capacity(max_events);
@@ -129,7 +143,7 @@ pub async fn run<S: BatchStore>(
                     readiness.set_redis_available(false);
                     tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "state store unavailable; retrying the batch");
                     pause(&consumer, true);
-                    if wait(&consumer, &shutdown, backoff).await {
+                    if wait(&consumer, shutdown, backoff).await {
                         // Nothing of this batch is committed: it is redelivered.
                         break 'run;
                     }
@@ -148,7 +162,7 @@ pub async fn run<S: BatchStore>(
         }
 
         // Produce, then wait for every acknowledgement; send again what fails.
-        if !produce_all(&producer, config, input_topic, &sources, &batch, &outputs, &consumer, &shutdown).await {
+        if !produce_all(&producer, config, input_topic, &sources, &batch, &outputs, &consumer, shutdown).await {
             break 'run;
         }
 
@@ -179,6 +193,23 @@ pub async fn run<S: BatchStore>(
         tracing::warn!(%error, "flushing the producer");
     }
     Ok(summary)
+}
+
+/// Reads the rules files again and puts them in force when every one is
+/// valid; otherwise keeps the rules in force and says why.
+fn reload_rules(config: &Config, scorer: &mut BatchScorer) {
+    match crate::commands::load_programs(&config.programs.rules) {
+        Ok(programs) => {
+            let versions: Vec<String> = programs.iter().map(|p| format!("{}@{}", p.id, p.version)).collect();
+            scorer.reload(programs);
+            metrics::counter!(metric::RULES_RELOADS_TOTAL, label::RESULT => ReloadResult::Ok.as_str()).increment(1);
+            tracing::info!(programs = %versions.join(", "), "rules reloaded");
+        }
+        Err(error) => {
+            metrics::counter!(metric::RULES_RELOADS_TOTAL, label::RESULT => ReloadResult::Error.as_str()).increment(1);
+            tracing::error!(error = %format!("{error:#}"), "rules reload failed; the rules in force stay");
+        }
+    }
 }
 
 /// Pauses (or resumes) every assigned partition: while the store is down the

@@ -218,3 +218,37 @@ fn records_expire_a_retention_window_of_wall_clock_after_they_were_written() {
     // 500 welcome + 10 (A), + 10 (B), + 10 (A scored again).
     assert_eq!((first["balance"].as_i64(), again["balance"].as_i64()), (Some(510), Some(530)), "{again}");
 }
+
+#[tokio::test]
+async fn a_reload_keeps_re_emitting_outcomes_scored_under_the_rules_it_replaced() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/basic");
+    let text = std::fs::read_to_string(dir.join("rules.toml")).unwrap();
+    let set = |text: &str| ProgramSet::new(vec![Arc::new(load::load_str("rules.toml", text).unwrap())]).unwrap();
+    let old = set(&text);
+    // The same program with another base rate: another rules_version.
+    let changed = text.replacen("points_per_unit = \"", "points_per_unit = \"2", 1);
+    let new = set(&changed);
+    let (old_version, new_version) = (old.get(0).unwrap().version.clone(), new.get(0).unwrap().version.clone());
+    assert_ne!(old_version, new_version, "the edit must change the rules");
+
+    let mut scorer = BatchScorer::new(old, Settings::default(), 65536).unwrap();
+    let mut store = MemoryStore::new();
+    let purchase = |id: &str| {
+        format!(
+            r#"{{"event_id":"{id}","member_id":"M1","occurred_at":"2026-11-02T08:15:00Z","currency":"EUR","total":"10"}}"#
+        )
+    };
+    let mut run = async |line: String, scorer: &mut BatchScorer| {
+        let mut sink = Lines::default();
+        scorer.score_batch(&mut store, &[(1, line.as_bytes())], &mut sink).await.unwrap();
+        sink.rewards.remove(0)
+    };
+    let first = run(purchase("A"), &mut scorer).await;
+    scorer.reload(new);
+    // A's repeat is the very same reward event, version and all.
+    assert_eq!(run(purchase("A"), &mut scorer).await, first);
+    assert_eq!(first["rules_version"], old_version.as_str());
+    let next = run(purchase("B"), &mut scorer).await;
+    assert_eq!(next["rules_version"], new_version.as_str());
+    assert_ne!(next["points"], first["points"], "{next} {first}");
+}

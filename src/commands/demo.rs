@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -28,9 +28,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::{Message as _, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use crate::admin::{AdminServer, Readiness};
+use crate::admin::AdminServer;
 use crate::config::Config;
-use crate::daemon;
+use crate::daemon::{self, Controls};
 use crate::generate;
 use crate::rules::{ProgramSet, load};
 use crate::state::memory::MemoryStore;
@@ -82,8 +82,9 @@ struct Seen {
 async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let handle = prometheus::install_recorder().context("installing the metrics recorder")?;
     metric::describe();
-    let readiness = Arc::new(Readiness::new());
-    let token = CancellationToken::new();
+    let controls = Controls::default();
+    let readiness = controls.readiness.clone();
+    let token = controls.shutdown.clone();
     let admin = match AdminServer::bind(args.admin).await {
         Ok(admin) => admin,
         // Another process has the port: serve on any free one instead.
@@ -149,9 +150,9 @@ listen = "{metrics_at}"
     let reader =
         tokio::spawn(read_outputs(brokers.clone(), partitions, sent.clone(), seen.clone(), reader_stop.clone()));
 
-    let finished = AtomicU64::new(0);
+    let finished = &controls.finished;
     let total = lines.len() as u64;
-    let daemon = daemon::run(&config, programs, MemoryStore::new(), readiness.clone(), token.clone(), &finished);
+    let daemon = daemon::run(&config, programs, MemoryStore::new(), &controls);
     tokio::pin!(daemon);
     // The stream starts once the scorer has joined its group and holds its
     // partitions (the mock broker delays a new group's first assignment

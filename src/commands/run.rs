@@ -3,15 +3,13 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 
 use anyhow::Context as _;
-use tokio_util::sync::CancellationToken;
 
-use crate::admin::{AdminServer, Readiness};
+use crate::admin::AdminServer;
 use crate::commands::load_programs;
 use crate::config::Config;
-use crate::daemon;
+use crate::daemon::{self, Controls};
 use crate::shutdown;
 use crate::state::redis::{RedisStore, redact};
 use crate::telemetry::{metric, prometheus};
@@ -47,14 +45,23 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
 async fn serve(config: Config, programs: crate::rules::ProgramSet) -> anyhow::Result<ExitCode> {
     let handle = prometheus::install_recorder().context("installing the metrics recorder")?;
     metric::describe();
-    let readiness = Arc::new(Readiness::new());
-    let token = CancellationToken::new();
+    let controls = Arc::new(Controls::default());
+    let readiness = controls.readiness.clone();
+    let token = controls.shutdown.clone();
     let signals = token.clone();
     tokio::spawn(async move {
         if let Err(error) = shutdown::watch_signals(signals).await {
             tracing::error!(%error, "cannot watch for signals");
         }
     });
+    if config.programs.reload_on_sighup {
+        let reload = controls.clone();
+        tokio::spawn(async move {
+            if let Err(error) = shutdown::watch_reloads(&reload.reload).await {
+                tracing::error!(%error, "cannot watch for SIGHUP");
+            }
+        });
+    }
     let admin = AdminServer::bind(config.admin.listen).await?;
     tracing::info!(listen = %admin.local_addr(), "admin endpoints: /metrics, /health/livez, /health/readyz");
     let admin_task = tokio::spawn(admin.serve(handle, readiness.clone(), token.clone()));
@@ -63,8 +70,7 @@ async fn serve(config: Config, programs: crate::rules::ProgramSet) -> anyhow::Re
     let store = RedisStore::connect(url, &config.redis.key_prefix)
         .await
         .with_context(|| format!("connecting to Redis at {}", redact(url)))?;
-    let finished = AtomicU64::new(0);
-    let daemon = daemon::run(&config, programs, store, readiness, token.clone(), &finished);
+    let daemon = daemon::run(&config, programs, store, &controls);
     tokio::pin!(daemon);
     let timeout = config.daemon.shutdown_timeout;
     let result = tokio::select! {

@@ -222,7 +222,13 @@ impl Program {
 #[derive(Debug, Clone)]
 pub struct ProgramSet {
     programs: Vec<Arc<Program>>,
+    /// Programs replaced by a reload, newest first: repeats of events scored
+    /// under them are rendered with them, byte for byte.
+    previous: Vec<Arc<Program>>,
 }
+
+/// How many replaced versions a set keeps for re-emitting old outcomes.
+const PREVIOUS_VERSIONS: usize = 16;
 
 impl ProgramSet {
     /// `None` when `programs` is empty or two programs share an id.
@@ -235,7 +241,21 @@ impl ProgramSet {
                 return None;
             }
         }
-        Some(Self { programs })
+        Some(Self { programs, previous: Vec::new() })
+    }
+
+    /// `programs` in force, keeping the versions this set served (and those
+    /// it kept) to re-emit the outcomes scored under them.
+    pub fn reloaded(&self, programs: ProgramSet) -> ProgramSet {
+        let mut previous: Vec<Arc<Program>> = Vec::new();
+        for p in self.programs.iter().chain(&self.previous) {
+            let current = programs.programs.iter().any(|q| q.id == p.id && q.version == p.version);
+            let known = previous.iter().any(|q| q.id == p.id && q.version == p.version);
+            if !current && !known && previous.len() < PREVIOUS_VERSIONS {
+                previous.push(p.clone());
+            }
+        }
+        ProgramSet { programs: programs.programs, previous }
     }
 
     /// Index of the program an event names, or of the default when it names none.
@@ -252,7 +272,11 @@ impl ProgramSet {
 
     /// The program `id` at `rules_version`, if this set serves it.
     pub fn version(&self, id: &str, rules_version: &str) -> Option<&Program> {
-        self.programs.iter().find(|p| p.id == id && p.version == rules_version).map(|p| p.as_ref())
+        self.programs
+            .iter()
+            .chain(&self.previous)
+            .find(|p| p.id == id && p.version == rules_version)
+            .map(|p| p.as_ref())
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Program>> {
