@@ -18,6 +18,7 @@ use rdkafka::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::statistics::Statistics;
 
 use crate::admin::Readiness;
 use crate::config;
@@ -38,6 +39,8 @@ const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     // A new group starts at the beginning of the topic: nothing is skipped.
     ("auto.offset.reset", "earliest"),
     ("auto.commit.interval.ms", "1000"),
+    // Statistics every 5 s: the consumer lag per partition, for the metrics.
+    ("statistics.interval.ms", "5000"),
 ];
 
 /// Producer guarantees: no duplicate or reordered writes from retries, and
@@ -102,6 +105,24 @@ impl ClientContext for ScorerContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::warn!(%error, reason, "kafka client error");
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                // -1: unknown (not assigned, or no position yet); the
+                // internal partition -1 is librdkafka's, not the topic's.
+                if *partition < 0 || p.consumer_lag < 0 {
+                    continue;
+                }
+                metrics::gauge!(
+                    metric::CONSUMER_LAG_MESSAGES,
+                    metric::label::TOPIC => topic.clone(),
+                    metric::label::PARTITION => partition.to_string()
+                )
+                .set(p.consumer_lag as f64);
+            }
+        }
     }
 }
 

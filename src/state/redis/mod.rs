@@ -396,6 +396,19 @@ impl RedisStore {
             conns.push(self.connection(group.node).await?);
         }
         self.round_trips += groups.len() as u64;
+        let started = std::time::Instant::now();
+        let out = self.send_groups(groups, conns).await;
+        metrics::histogram!(crate::telemetry::metric::REDIS_ROUND_TRIP_SECONDS).record(started.elapsed().as_secs_f64());
+        out
+    }
+
+    /// [`Self::send`] once connected: one pipeline per group, concurrently
+    /// when there are several.
+    async fn send_groups(
+        &self,
+        groups: Vec<Group>,
+        conns: Vec<MultiplexedConnection>,
+    ) -> Result<Vec<(Group, redis::RedisResult<Vec<Value>>)>, StoreError> {
         if groups.len() == 1 {
             let mut out = Vec::with_capacity(1);
             for (group, mut conn) in groups.into_iter().zip(conns) {
