@@ -23,10 +23,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use rdkafka::Message as _;
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use rdkafka::{Message as _, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::Readiness;
@@ -167,15 +167,16 @@ pub async fn run<S: BatchStore>(
         }
 
         // Everything of the batch is done: store its offsets.
+        let mut positions: Vec<(i32, i64)> = Vec::new();
         for m in &messages {
-            if let Some(position) = offsets.finished(m.partition(), m.offset())
-                && let Err(error) = consumer.store_offset(input_topic, m.partition(), position)
-            {
-                // A partition revoked while the batch was in flight: its next
-                // owner gets these events again, and finds them recorded.
-                tracing::debug!(%error, partition = m.partition(), "offset not stored");
+            if let Some(position) = offsets.finished(m.partition(), m.offset()) {
+                match positions.iter_mut().find(|(p, _)| *p == m.partition()) {
+                    Some(entry) => entry.1 = position,
+                    None => positions.push((m.partition(), position)),
+                }
             }
         }
+        store_positions(&consumer, input_topic, &positions);
         record_metrics(&messages, &outputs, started);
         summary.batches += 1;
         summary.events += messages.len() as u64;
@@ -209,6 +210,27 @@ fn reload_rules(config: &Config, scorer: &mut BatchScorer) {
             metrics::counter!(metric::RULES_RELOADS_TOTAL, label::RESULT => ReloadResult::Error.as_str()).increment(1);
             tracing::error!(error = %format!("{error:#}"), "rules reload failed; the rules in force stay");
         }
+    }
+}
+
+/// Stores each partition's position (the offset of its first event not yet
+/// finished), to be committed as it is. `store_offset` would not do: it
+/// stores the offset after the one given (that of a message consumed), and
+/// a restart would skip the event at the position.
+fn store_positions(consumer: &StreamConsumer<ScorerContext>, topic: &str, positions: &[(i32, i64)]) {
+    if positions.is_empty() {
+        return;
+    }
+    let mut list = TopicPartitionList::with_capacity(positions.len());
+    for &(partition, position) in positions {
+        if let Err(error) = list.add_partition_offset(topic, partition, Offset::Offset(position)) {
+            tracing::warn!(%error, partition, position, "offset not stored");
+        }
+    }
+    if let Err(error) = consumer.store_offsets(&list) {
+        // A partition revoked while the batch was in flight: its next owner
+        // gets these events again, and finds them recorded.
+        tracing::debug!(%error, "offsets not stored");
     }
 }
 
@@ -253,6 +275,7 @@ async fn produce_all(
 ) -> bool {
     let mut pending: Vec<usize> = (0..outputs.records.len()).collect();
     let mut backoff = BACKOFF_FIRST;
+    let mut paused = false;
     loop {
         let mut deliveries = Vec::with_capacity(pending.len());
         for &i in &pending {
@@ -310,9 +333,19 @@ async fn produce_all(
             }
         }
         if failed.is_empty() {
+            if paused {
+                pause(consumer, false);
+            }
             return true;
         }
         metrics::counter!(metric::RETRIES_TOTAL, label::WHAT => RetryTarget::Kafka.as_str()).increment(1);
+        // `wait` drops what the consumer hands out meanwhile; paused, the
+        // partitions hand out nothing and resume after this batch. Unpaused,
+        // the dropped events would be skipped and their offsets stored past.
+        if !paused {
+            pause(consumer, true);
+            paused = true;
+        }
         if wait(consumer, shutdown, backoff).await {
             return false;
         }
