@@ -6,3 +6,4 @@
 
 pub mod redis;
 pub mod streams;
+pub mod tansu;

@@ -47,7 +47,9 @@ impl Tansu {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start tansu ({}): {e}; .ci/deps installs it", tansu_program().display()));
+            .unwrap_or_else(|e| {
+                panic!("cannot start tansu ({}): {e}; .ci/deps installs it", tansu_program().display())
+            });
         let tansu = Tansu { child, port, _dir: dir };
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
@@ -135,8 +137,9 @@ pub struct Record {
     pub headers: Vec<(String, String)>,
 }
 
-/// Reads `topic` from the beginning of each of its `partitions` up to its end
-/// (the high watermark when the read starts).
+/// Reads `topic` from the beginning of each of its `partitions` up to its end:
+/// past the high watermark when the read starts, and until nothing more
+/// comes for 3 s (Tansu's reported high watermark can lag behind its log).
 pub fn read_topic(brokers: &str, topic: &str, partitions: i32) -> Vec<Record> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -156,9 +159,11 @@ pub fn read_topic(brokers: &str, topic: &str, partitions: i32) -> Vec<Record> {
     let mut records = Vec::new();
     let mut next = vec![0i64; partitions as usize];
     let deadline = Instant::now() + Duration::from_secs(60);
-    while next.iter().zip(&ends).any(|(n, e)| n < e) {
+    let mut idle = Instant::now();
+    while next.iter().zip(&ends).any(|(n, e)| n < e) || idle.elapsed() < Duration::from_secs(3) {
         assert!(Instant::now() < deadline, "reading {topic}: at {next:?} of {ends:?}");
         let Some(message) = consumer.poll(Duration::from_millis(100)) else { continue };
+        idle = Instant::now();
         let message = message.unwrap();
         next[message.partition() as usize] = message.offset() + 1;
         let headers = message
