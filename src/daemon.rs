@@ -278,50 +278,46 @@ async fn produce_all(
     let mut paused = false;
     loop {
         let mut deliveries = Vec::with_capacity(pending.len());
+        let mut refused = Vec::new();
         for &i in &pending {
             let output = &outputs.records[i];
             let source = sources.get(output.message).copied();
             let message = batch.get(output.message).map_or(&[][..], |(_, m)| *m);
-            let delivery = loop {
-                let record = match &output.kind {
-                    OutputKind::Reward { payload, key, program, kind, rules_version } => {
-                        let headers = OwnedHeaders::new()
-                            .insert(Header { key: "program", value: Some(program.as_str()) })
-                            .insert(Header { key: "kind", value: Some(*kind) })
-                            .insert(Header { key: "rules_version", value: Some(rules_version.as_str()) });
-                        FutureRecord::to(&config.kafka.rewards_topic)
-                            .payload(outputs.slice(*payload))
-                            .key(outputs.slice(*key))
-                            .headers(headers)
-                    }
-                    OutputKind::DeadLetter { error } => {
-                        let (partition, offset) = source.map_or((-1, -1), |s| (s.partition, s.offset));
-                        let headers = OwnedHeaders::new()
-                            .insert(Header { key: "reason", value: Some(error.reason.as_str()) })
-                            .insert(Header { key: "detail", value: Some(error.detail.as_str()) })
-                            .insert(Header { key: "source_topic", value: Some(input_topic) })
-                            .insert(Header { key: "source_partition", value: Some(&partition.to_string()) })
-                            .insert(Header { key: "source_offset", value: Some(&offset.to_string()) });
-                        let record =
-                            FutureRecord::to(&config.kafka.dead_letter_topic).payload(message).headers(headers);
-                        match source.and_then(|s| s.key) {
-                            Some(key) => record.key(key),
-                            None => record,
-                        }
-                    }
-                };
-                match producer.send_result(record) {
-                    Ok(delivery) => break delivery,
-                    // The local queue is full: let librdkafka drain it.
-                    Err((error, _)) => {
-                        tracing::debug!(%error, "producer queue full");
-                        tokio::time::sleep(Duration::from_millis(5)).await;
+            let record = match &output.kind {
+                OutputKind::Reward { payload, key, program, kind, rules_version } => {
+                    let headers = OwnedHeaders::new()
+                        .insert(Header { key: "program", value: Some(program.as_str()) })
+                        .insert(Header { key: "kind", value: Some(*kind) })
+                        .insert(Header { key: "rules_version", value: Some(rules_version.as_str()) });
+                    FutureRecord::to(&config.kafka.rewards_topic)
+                        .payload(outputs.slice(*payload))
+                        .key(outputs.slice(*key))
+                        .headers(headers)
+                }
+                OutputKind::DeadLetter { error } => {
+                    let (partition, offset) = source.map_or((-1, -1), |s| (s.partition, s.offset));
+                    let headers = OwnedHeaders::new()
+                        .insert(Header { key: "reason", value: Some(error.reason.as_str()) })
+                        .insert(Header { key: "detail", value: Some(error.detail.as_str()) })
+                        .insert(Header { key: "source_topic", value: Some(input_topic) })
+                        .insert(Header { key: "source_partition", value: Some(&partition.to_string()) })
+                        .insert(Header { key: "source_offset", value: Some(&offset.to_string()) });
+                    let record = FutureRecord::to(&config.kafka.dead_letter_topic).payload(message).headers(headers);
+                    match source.and_then(|s| s.key) {
+                        Some(key) => record.key(key),
+                        None => record,
                     }
                 }
             };
-            deliveries.push((i, delivery));
+            match kafka::send(producer, record).await {
+                Ok(delivery) => deliveries.push((i, delivery)),
+                Err(error) => {
+                    tracing::warn!(%error, "a record was refused; sending it again");
+                    refused.push(i);
+                }
+            }
         }
-        let mut failed = Vec::new();
+        let mut failed = refused;
         for (i, delivery) in deliveries {
             match delivery.await {
                 Ok(Ok(_)) => {}

@@ -160,15 +160,7 @@ async fn produce(brokers: &str, lines: &[Vec<u8>]) {
         if let Some(key) = &key {
             record = record.key(key);
         }
-        loop {
-            match producer.send_result(record) {
-                Ok(delivery) => break deliveries.push(delivery),
-                Err((_, back)) => {
-                    record = back;
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                }
-            }
-        }
+        deliveries.push(loyalty_scorer::kafka::send(&producer, record).await.unwrap());
     }
     for delivery in deliveries {
         match delivery.await {

@@ -238,18 +238,7 @@ async fn produce(
         if let Some(key) = key {
             record = record.key(key);
         }
-        loop {
-            match producer.send_result(record) {
-                Ok(delivery) => {
-                    deliveries.push(delivery);
-                    break;
-                }
-                Err((_, back)) => {
-                    record = back;
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                }
-            }
-        }
+        deliveries.push(crate::kafka::send(&producer, record).await.context("producing the demo stream")?);
     }
     for delivery in deliveries {
         match delivery.await {

@@ -18,6 +18,8 @@ use rdkafka::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::ToBytes;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::statistics::Statistics;
 
 use crate::admin::Readiness;
@@ -148,6 +150,28 @@ impl ConsumerContext for ScorerContext {
         }
         let assigned = consumer.assignment().map(|a| a.count() > 0).unwrap_or(false);
         self.readiness.set_assigned(assigned);
+    }
+}
+
+/// Sends `record`, waiting while librdkafka's local queue is full; any
+/// other refusal is returned.
+pub async fn send<K, P>(
+    producer: &FutureProducer,
+    mut record: FutureRecord<'_, K, P>,
+) -> Result<DeliveryFuture, KafkaError>
+where
+    K: ToBytes + ?Sized,
+    P: ToBytes + ?Sized,
+{
+    loop {
+        match producer.send_result(record) {
+            Ok(delivery) => return Ok(delivery),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+            Err((error, _)) => return Err(error),
+        }
     }
 }
 

@@ -11,7 +11,9 @@
 use std::io;
 
 use crate::decode::DecodeError;
+use crate::event::Event;
 use crate::pipeline::{Disposition, Sink};
+use crate::rules::Program;
 use crate::telemetry::metric::EventOutcome;
 
 /// Where one message of the batch came from.
@@ -84,6 +86,27 @@ impl Outputs {
         (start, self.bytes.len())
     }
 
+    /// A reward event to produce, keyed by the event's member.
+    fn push_reward(
+        &mut self,
+        message: usize,
+        reward: &[u8],
+        program: &Program,
+        event: &Event<'_>,
+        rules_version: &str,
+    ) {
+        let payload = self.push_bytes(reward);
+        let key = self.push_bytes(event.member_id.unwrap_or_default().as_bytes());
+        let kind = OutputKind::Reward {
+            payload,
+            key,
+            program: program.id.clone(),
+            kind: event.kind.as_str(),
+            rules_version: rules_version.to_owned(),
+        };
+        self.records.push(Output { message, kind });
+    }
+
     pub fn slice(&self, range: (usize, usize)) -> &[u8] {
         self.bytes.get(range.0..range.1).unwrap_or_default()
     }
@@ -106,29 +129,11 @@ impl Sink for Outputs {
                         self.points.push((program.id.clone(), name, event.kind.as_str(), points));
                     }
                 }
-                let payload = self.push_bytes(reward);
-                let key = self.push_bytes(event.member_id.unwrap_or_default().as_bytes());
-                let kind = OutputKind::Reward {
-                    payload,
-                    key,
-                    program: program.id.clone(),
-                    kind: event.kind.as_str(),
-                    rules_version: program.version.clone(),
-                };
-                self.records.push(Output { message, kind });
+                self.push_reward(message, reward, program, event, &program.version);
             }
             Disposition::Repeat { program, event, rules_version, reward } => {
                 self.tally.duplicate += 1;
-                let payload = self.push_bytes(reward);
-                let key = self.push_bytes(event.member_id.unwrap_or_default().as_bytes());
-                let kind = OutputKind::Reward {
-                    payload,
-                    key,
-                    program: program.id.clone(),
-                    kind: event.kind.as_str(),
-                    rules_version: rules_version.to_owned(),
-                };
-                self.records.push(Output { message, kind });
+                self.push_reward(message, reward, program, event, rules_version);
             }
             Disposition::Anonymous { .. } => self.tally.anonymous += 1,
             Disposition::Dead(error) => {

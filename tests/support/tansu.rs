@@ -108,18 +108,7 @@ pub async fn produce_lines(brokers: &str, topic: &str, lines: &[&[u8]]) {
         if let Some(key) = json_field(line, "member_id") {
             record = record.key(key);
         }
-        loop {
-            match producer.send_result(record) {
-                Ok(delivery) => {
-                    deliveries.push(delivery);
-                    break;
-                }
-                Err((_, back)) => {
-                    record = back;
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                }
-            }
-        }
+        deliveries.push(loyalty_scorer::kafka::send(&producer, record).await.unwrap());
     }
     for delivery in deliveries {
         delivery.await.unwrap().unwrap();
