@@ -34,6 +34,11 @@ const REWARDS: &str = "loyalty-rewards";
 const DEAD_LETTERS: &str = "loyalty-dead-letters";
 const PARTITIONS: i32 = 4;
 
+/// Events of a scenario: `E2E_EVENTS` when set (for quick runs), else `default`.
+fn events(default: u64) -> u64 {
+    std::env::var("E2E_EVENTS").map_or(default, |v| v.parse().unwrap())
+}
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -354,9 +359,9 @@ fn check(brokers: &str, server: &RedisServer, stream: &Stream, logs: &dyn Fn() -
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "with Tansu, consumption can stall for minutes after a rebalance with a lost assignment; run with --ignored while this is investigated"]
+#[ignore = "with Tansu 0.6 the 50,000- and 100,000-event runs stall part way (20,000 pass); run with --ignored (E2E_EVENTS=20000) while this is investigated"]
 async fn killed_and_restarted_scorers_lose_nothing_and_credit_nothing_twice() {
-    let stream = Stream::generate(100_000, 20_000, 11);
+    let stream = Stream::generate(events(100_000), 20_000, 11);
     let tansu = Tansu::start();
     let brokers = tansu.brokers();
     tansu.create_topics(&[INPUT, REWARDS], PARTITIONS).await;
@@ -390,9 +395,9 @@ async fn killed_and_restarted_scorers_lose_nothing_and_credit_nothing_twice() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "with Tansu, consumption can stall for minutes after a rebalance with a lost assignment; run with --ignored while this is investigated"]
+#[ignore = "with Tansu 0.6 the 50,000- and 100,000-event runs stall part way (20,000 pass); run with --ignored (E2E_EVENTS=20000) while this is investigated"]
 async fn two_scorers_in_one_group_survive_a_rebalance() {
-    let stream = Stream::generate(50_000, 10_000, 12);
+    let stream = Stream::generate(events(50_000), 10_000, 12);
     let tansu = Tansu::start();
     let brokers = tansu.brokers();
     tansu.create_topics(&[INPUT, REWARDS], PARTITIONS).await;
