@@ -33,6 +33,8 @@ const INPUT: &str = "purchases";
 const REWARDS: &str = "loyalty-rewards";
 const DEAD_LETTERS: &str = "loyalty-dead-letters";
 const PARTITIONS: i32 = 4;
+/// The scorers' consumer session timeout.
+const SESSION_TIMEOUT_MS: u64 = 6_000;
 
 /// Events of a scenario: `E2E_EVENTS` when set (for quick runs), else `default`.
 fn events(default: u64) -> u64 {
@@ -189,7 +191,7 @@ input_topic = "{INPUT}"
 rewards_topic = "{REWARDS}"
 dead_letter_topic = "{DEAD_LETTERS}"
 [kafka.properties]
-"session.timeout.ms" = "6000"
+"session.timeout.ms" = "{SESSION_TIMEOUT_MS}"
 "heartbeat.interval.ms" = "500"
 "max.poll.interval.ms" = "10000"
 [redis]
@@ -359,7 +361,7 @@ fn check(brokers: &str, server: &RedisServer, stream: &Stream, logs: &dyn Fn() -
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "with Tansu 0.6 the 50,000- and 100,000-event runs stall part way (20,000 pass); run with --ignored (E2E_EVENTS=20000) while this is investigated"]
+#[ignore = "passes at 100,000 events, not yet run often enough to call it stable; run with --ignored"]
 async fn killed_and_restarted_scorers_lose_nothing_and_credit_nothing_twice() {
     let stream = Stream::generate(events(100_000), 20_000, 11);
     let tansu = Tansu::start();
@@ -380,6 +382,9 @@ async fn killed_and_restarted_scorers_lose_nothing_and_credit_nothing_twice() {
         std::thread::sleep(Duration::from_millis(1_500 + rng.below(3_000)));
         eprintln!("kill -9 number {}", n + 1);
         scorer.kill();
+        // A restarted process comes back after its session expired (as a
+        // supervisor's restart delay would have it).
+        std::thread::sleep(Duration::from_millis(SESSION_TIMEOUT_MS + 1_000));
     }
     let scorer = Scorer::start(&config, "kills");
     let log = scorer.log.clone();
@@ -395,7 +400,7 @@ async fn killed_and_restarted_scorers_lose_nothing_and_credit_nothing_twice() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "with Tansu 0.6 the 50,000- and 100,000-event runs stall part way (20,000 pass); run with --ignored (E2E_EVENTS=20000) while this is investigated"]
+#[ignore = "with Tansu 0.6, a member whose assignment was lost is not given partitions again in some runs at 50,000 events (20,000 pass); run with --ignored while this is investigated"]
 async fn two_scorers_in_one_group_survive_a_rebalance() {
     let stream = Stream::generate(events(50_000), 10_000, 12);
     let tansu = Tansu::start();
