@@ -17,14 +17,20 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
-/// The Tansu program: `TANSU` when set, else `~/.cargo/bin/tansu`, else `PATH`.
+/// The Tansu program: `TANSU` when set, else where `cargo install` puts it
+/// (`$CARGO_HOME/bin`, `~/.cargo/bin`), else `PATH`.
 pub fn tansu_program() -> PathBuf {
     if let Some(path) = std::env::var_os("TANSU") {
         return PathBuf::from(path);
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
-    let installed = home.join(".cargo/bin/tansu");
-    if installed.exists() { installed } else { PathBuf::from("tansu") }
+    let cargo_home = std::env::var_os("CARGO_HOME").map(PathBuf::from);
+    let home = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo"));
+    cargo_home
+        .into_iter()
+        .chain(home)
+        .map(|dir| dir.join("bin/tansu"))
+        .find(|path| path.exists())
+        .unwrap_or_else(|| PathBuf::from("tansu"))
 }
 
 /// One Tansu broker, stopped when dropped.
