@@ -12,6 +12,7 @@ use std::io;
 
 use crate::decode::DecodeError;
 use crate::event::Event;
+use crate::outcome::Line;
 use crate::pipeline::{Disposition, Sink};
 use crate::rules::Program;
 use crate::telemetry::metric::EventOutcome;
@@ -68,8 +69,12 @@ pub struct Outputs {
     pub records: Vec<Output>,
     pub bytes: Vec<u8>,
     pub tally: Tally,
-    /// Points by (program, rule or line, event kind), positive and negative.
+    /// Points by (program, rule or line, event kind), positive and negative,
+    /// summed over the batch.
     pub points: Vec<(String, String, &'static str, i64)>,
+    /// The breakdown line of each entry of `points`: entries are found by
+    /// it, so a batch names each line once, not once per event.
+    lines: Vec<Line>,
 }
 
 impl Outputs {
@@ -78,6 +83,7 @@ impl Outputs {
         self.bytes.clear();
         self.tally = Tally::default();
         self.points.clear();
+        self.lines.clear();
     }
 
     fn push_bytes(&mut self, bytes: &[u8]) -> (usize, usize) {
@@ -123,10 +129,18 @@ impl Sink for Outputs {
                 } else {
                     self.tally.scored += 1;
                 }
-                for &(line, points) in &outcome.lines {
-                    if points != 0 {
-                        let name = crate::output::line_name(program, line);
-                        self.points.push((program.id.clone(), name, event.kind.as_str(), points));
+                let kind = event.kind.as_str();
+                for &(line, points) in outcome.lines.iter().filter(|(_, p)| *p != 0) {
+                    let same = |(i, (p, _, k, _)): &(usize, &(String, String, &str, i64))| {
+                        self.lines[*i] == line && *k == kind && *p == program.id
+                    };
+                    match self.points.iter().enumerate().find(same).map(|(i, _)| i) {
+                        Some(i) => self.points[i].3 += points,
+                        None => {
+                            let name = crate::output::line_name(program, line);
+                            self.points.push((program.id.clone(), name, kind, points));
+                            self.lines.push(line);
+                        }
                     }
                 }
                 self.push_reward(message, reward, program, event, &program.version);
