@@ -4,11 +4,21 @@
 //!
 //! The bench starts its own `redis-server` on a free loopback port (a
 //! temporary directory, no persistence) and stops it at the end. Before the
-//! groups it runs the reference of the issue against that server:
+//! groups it runs the reference against that server:
 //! `redis-benchmark -P 16 -n 200000 -r 1000000` of `benches/reference.lua`
-//! (EXISTS, HGET, HSET of two fields, SET EX of a 60-byte outcome) and of a
-//! trivial script (`return 1`), and prints their calls/s (set
-//! `REDIS_BENCH_REFERENCE=0` to skip it).
+//! (EXISTS, HGET, HSET of two fields, SET EX of a 60-byte outcome: the
+//! least a correct apply of one event needs) and of a trivial script
+//! (`return 1`), and prints their calls/s (set `REDIS_BENCH_REFERENCE=0` to
+//! skip it and the comparison below).
+//!
+//! Then it compares member updates per second through the scorer's real
+//! scripts, at batches of 512, with the reference's calls per second, each
+//! phase on an empty database between two reference runs: one lane with
+//! members drawn as the reference draws its keys (uniformly out of a
+//! million, so one update per event), one lane with the payloads' members,
+//! and two and four lanes (concurrent scorers on disjoint members, as the
+//! daemon's partitions). It prints where a member update's time goes: the
+//! scorer's CPU, Redis's CPU and Redis's time in the commands.
 //!
 //! Events are the purchases of `benches/data/purchases.jsonl` under
 //! `config/rules/acme.toml`, cycled. Every event is new: its `event_id` is
@@ -222,9 +232,9 @@ fn command_stats(port: u16) -> std::collections::HashMap<String, (f64, f64)> {
         .collect()
 }
 
-/// Microseconds of Redis's time per call of the reference script, when the
-/// reference ran (see `reference`).
-fn reference(port: u16) -> Option<f64> {
+/// Runs the reference and prints it; Redis's own time per call of the
+/// reference script. `None` when skipped (`REDIS_BENCH_REFERENCE=0`).
+fn reference(port: u16) -> Option<Option<f64>> {
     if std::env::var("REDIS_BENCH_REFERENCE").is_ok_and(|v| v == "0") {
         return None;
     }
@@ -242,7 +252,111 @@ fn reference(port: u16) -> Option<f64> {
         println!("  Redis time per reference call (INFO commandstats): {usec:.2} us");
     }
     let _ = call(port, &[b"FLUSHALL"]);
-    usec
+    Some(usec)
+}
+
+/// The reference script's calls/s on an empty database, which is left
+/// empty again.
+fn reference_calls(port: u16) -> f64 {
+    let args = reference_args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let _ = call(port, &[b"FLUSHALL"]);
+    let calls = redis_benchmark(port, REFERENCE_SCRIPT, &args);
+    let _ = call(port, &[b"FLUSHALL"]);
+    calls
+}
+
+/// Member updates per second through the scorer's real scripts at batches
+/// of 512: `lanes` scorers on disjoint members, each with its own
+/// connection, as tasks of a two-worker runtime (as the daemon scores
+/// partitions), for `seconds` of wall time. Member updates are counted by
+/// Redis: its write script calls, one per member a batch changes. Prints
+/// where the time of a member update goes.
+fn updates_per_s(
+    url: &str,
+    templates: &Arc<Vec<Template>>,
+    members: Members,
+    lanes: usize,
+    port: u16,
+    seconds: f64,
+) -> f64 {
+    static RUN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let run = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let multi = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let _ = call(port, &[b"CONFIG", b"RESETSTAT"]);
+    let (scorer_before, redis_before) = (process_cpu_seconds(), redis_cpu_seconds(port));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..lanes)
+        .map(|lane| {
+            let url = url.to_owned();
+            let templates = templates.clone();
+            multi.spawn(async move {
+                let mut store = RedisStore::connect(&url, &format!("updates{run}-{lane}")).await.unwrap();
+                let first = (100 + run * 10 + lane as u64) * 1_000_000_000_000;
+                let mut driver = Driver::new(templates, members, 512, first);
+                while start.elapsed().as_secs_f64() < seconds {
+                    driver.batch(&mut store).await;
+                }
+                assert_eq!(driver.sink.other, 0, "every event must be new and scored");
+                driver.sink.scored
+            })
+        })
+        .collect();
+    let events: u64 = tasks.into_iter().map(|t| multi.block_on(t).unwrap()).sum();
+    let elapsed = start.elapsed().as_secs_f64();
+    let (scorer_cpu, redis_cpu) = (process_cpu_seconds() - scorer_before, redis_cpu_seconds(port) - redis_before);
+    let stats = command_stats(port);
+    let (writes, write_usec) = stats.get("evalsha").copied().unwrap_or((0.0, 0.0));
+    let load_usec: f64 = ["get", "hmget"].iter().filter_map(|c| stats.get(*c)).map(|(_, usec)| usec).sum();
+    let per_update = |x: f64| x / writes.max(1.0);
+    println!(
+        "  {events} events, {writes:.0} member updates in {elapsed:.2} s: {:.0} events/s, {:.0} member updates/s, {:.2} events per update",
+        events as f64 / elapsed,
+        writes / elapsed,
+        events as f64 / writes.max(1.0)
+    );
+    // The scorer's process on CPU, Redis's process on CPU (commands, and
+    // reading requests and writing replies), and the commands alone.
+    println!(
+        "  per member update: wall {:.2} us; scorer CPU {:.2} us; Redis CPU {:.2} us ({:.0}% busy), of which commands {:.2} us (loads {:.2}, write script {:.2})",
+        per_update(elapsed * 1e6),
+        per_update(scorer_cpu * 1e6),
+        per_update(redis_cpu * 1e6),
+        redis_cpu / elapsed * 100.0,
+        per_update(load_usec + write_usec),
+        per_update(load_usec),
+        per_update(write_usec)
+    );
+    writes / elapsed
+}
+
+/// CPU time of this process, from `/proc/self/stat` (user and system
+/// ticks, at 100 per second).
+fn process_cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the parenthesised command name; utime and stime
+            // are fields 14 and 15 of the whole line.
+            let rest = s.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            Some(fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?)
+        })
+        .map_or(0.0, |ticks| ticks / 100.0)
+}
+
+/// CPU time of the redis-server process, from `INFO cpu`.
+fn redis_cpu_seconds(port: u16) -> f64 {
+    let text = match call(port, &[b"INFO", b"cpu"]) {
+        Ok(Reply::Bulk(Some(bytes))) => String::from_utf8(bytes).unwrap(),
+        other => panic!("INFO cpu: {other:?}"),
+    };
+    text.lines()
+        .filter_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            matches!(key, "used_cpu_sys" | "used_cpu_user").then(|| value.trim().parse::<f64>().ok())?
+        })
+        .sum()
 }
 
 // ---------------------------------------------------------------------------
@@ -285,18 +399,43 @@ fn templates() -> Vec<Template> {
         .collect()
 }
 
+/// Whose events a driver renders.
+#[derive(Clone, Copy)]
+enum Members {
+    /// The payloads' own members, with a generation suffix per pass.
+    Payloads,
+    /// A uniformly random member out of this many, as the reference picks
+    /// its keys (`-r 1000000`): about one member update per event.
+    Random(u64),
+}
+
 /// Writes event number `n` into `buf`: payload `n % len`, event id
-/// `ev-<n>`, member `<member>g<n / len>`.
-fn render(templates: &[Template], n: u64, buf: &mut Vec<u8>) {
+/// `ev-<n>`, and its member (see [`Members`]).
+fn render(templates: &[Template], members: Members, n: u64, buf: &mut Vec<u8>) {
     let t = &templates[(n % templates.len() as u64) as usize];
-    let generation = n / templates.len() as u64;
     buf.clear();
     buf.extend_from_slice(&t.head);
     let _ = write!(buf, "ev-{n:012}");
     buf.extend_from_slice(&t.middle);
-    buf.extend_from_slice(&t.member);
-    let _ = write!(buf, "g{generation}");
+    match members {
+        Members::Payloads => {
+            buf.extend_from_slice(&t.member);
+            let _ = write!(buf, "g{}", n / templates.len() as u64);
+        }
+        // 20-byte member ids, as in the memory figures.
+        Members::Random(population) => {
+            let _ = write!(buf, "m{:019}", splitmix64(n) % population);
+        }
+    }
     buf.extend_from_slice(&t.tail);
+}
+
+/// A well-mixed hash of the event number, so random members need no state.
+fn splitmix64(n: u64) -> u64 {
+    let mut z = n.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// Distinct members per batch as a share of the batch: over the batches
@@ -366,16 +505,18 @@ fn programs() -> ProgramSet {
 struct Driver {
     scorer: BatchScorer,
     templates: Arc<Vec<Template>>,
+    members: Members,
     buffers: Vec<Vec<u8>>,
     next: u64,
     sink: CountingSink,
 }
 
 impl Driver {
-    fn new(templates: Arc<Vec<Template>>, len: usize, first: u64) -> Driver {
+    fn new(templates: Arc<Vec<Template>>, members: Members, len: usize, first: u64) -> Driver {
         Driver {
             scorer: BatchScorer::new(programs(), Settings::default(), DEFAULT_MAX_MESSAGE_BYTES).unwrap(),
             templates,
+            members,
             buffers: vec![Vec::with_capacity(1024); len],
             next: first,
             sink: CountingSink::default(),
@@ -384,7 +525,7 @@ impl Driver {
 
     async fn batch<S: BatchStore>(&mut self, store: &mut S) {
         for buf in &mut self.buffers {
-            render(&self.templates, self.next, buf);
+            render(&self.templates, self.members, self.next, buf);
             self.next += 1;
         }
         let batch: Vec<(u64, &[u8])> =
@@ -396,7 +537,8 @@ impl Driver {
 fn bench(c: &mut Criterion) {
     let server = Server::start();
     let url = server.url();
-    let reference_usec = reference(server.port);
+    let reference_run = reference(server.port);
+    let reference_usec = reference_run.flatten();
 
     let templates = Arc::new(templates());
     let first = |index: usize| (index as u64 + 1) * 1_000_000_000_000;
@@ -413,7 +555,7 @@ fn bench(c: &mut Criterion) {
     for (index, len) in [1usize, 64, 512].into_iter().enumerate() {
         let prefix = format!("b{len}");
         let mut store = rt.block_on(RedisStore::connect(&url, &prefix)).unwrap();
-        let mut driver = Driver::new(templates.clone(), len, first(index));
+        let mut driver = Driver::new(templates.clone(), Members::Payloads, len, first(index));
         if len == 512 {
             // Warm one pass, then measure the round trips of one batch.
             for _ in 0..2 {
@@ -452,6 +594,28 @@ fn bench(c: &mut Criterion) {
         assert_eq!(driver.sink.other, 0, "every event must be new and scored");
     }
 
+    // The target, in the reference's own terms: member updates per second
+    // through the real scripts against the reference's calls per second.
+    // Each phase starts on an empty database, as the reference does, and
+    // is compared with the mean of the reference run just before and just
+    // after it, so that a drift of the machine shows.
+    if reference_run.is_some() {
+        println!("member updates per second at batches of 512, against the reference (target: 0.60):");
+        let phases = [
+            ("1 lane, random members", Members::Random(1_000_000), 1),
+            ("1 lane, payload members", Members::Payloads, 1),
+            ("2 lanes, random members", Members::Random(1_000_000), 2),
+            ("4 lanes, random members", Members::Random(1_000_000), 4),
+        ];
+        for (name, members, lanes) in phases {
+            println!(" {name}:");
+            let before = reference_calls(server.port);
+            let updates = updates_per_s(&url, &templates, members, lanes, server.port, 3.0);
+            let after = reference_calls(server.port);
+            println!("  reference {before:.0} and {after:.0} calls/s: ratio {:.2}", updates / ((before + after) / 2.0));
+        }
+    }
+
     // Two lanes (as the daemon runs partitions): two scorers on disjoint
     // members (their counters start in different member generations), each
     // with its own connection, as two tasks on a two-worker runtime. While
@@ -461,7 +625,7 @@ fn bench(c: &mut Criterion) {
     let mut lanes: Vec<Option<(RedisStore, Driver)>> = Vec::new();
     for lane in 0..2 {
         let store = multi.block_on(RedisStore::connect(&url, &format!("lane{lane}"))).unwrap();
-        lanes.push(Some((store, Driver::new(templates.clone(), 512, first(4 + lane)))));
+        lanes.push(Some((store, Driver::new(templates.clone(), Members::Payloads, 512, first(4 + lane)))));
     }
     let mut group = c.benchmark_group("redis/batch-512-2-lanes");
     group.throughput(Throughput::Elements(2 * 512));
@@ -488,7 +652,7 @@ fn bench(c: &mut Criterion) {
     }
 
     let mut store = MemoryStore::new();
-    let mut driver = Driver::new(templates.clone(), 512, first(3));
+    let mut driver = Driver::new(templates.clone(), Members::Payloads, 512, first(3));
     let mut group = c.benchmark_group("memory/batch-512");
     group.throughput(Throughput::Elements(512));
     group.bench_function("score_batch", |b| b.iter(|| rt.block_on(driver.batch(&mut store))));

@@ -1,4 +1,4 @@
--- The reference of the issue: the minimum a correct apply of one event to
+-- The reference: the minimum a correct apply of one event to
 -- one member needs, as one script call per event (run by
 -- `redis-benchmark -P 16 ... EVALSHA <sha> 1 '{m:__rand_int__}' ...`).
 --
