@@ -1,12 +1,16 @@
 //! The commands through the real binary: check-rules verdicts, simulate's
-//! report, score's streams, and every file under `config/`.
+//! report, score's streams (every reward and dead letter checked against
+//! `docs/schema/`), and every file under `config/`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use serde_json::Value;
+use support::schema::{assert_dead_letter_valid, assert_reward_valid};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_loyalty-scorer"))
@@ -22,6 +26,13 @@ fn text(bytes: &[u8]) -> String {
 
 fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("run loyalty-scorer")
+}
+
+/// `score`'s reward events, one JSON value a line, each checked against the schema.
+fn reward_lines(stdout: &[u8]) -> Vec<Value> {
+    let rewards: Vec<Value> = text(stdout).lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    rewards.iter().for_each(assert_reward_valid);
+    rewards
 }
 
 #[test]
@@ -88,10 +99,11 @@ fn score_reads_stdin_and_skips_blank_lines() {
     child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write");
     let out = child.wait_with_output().expect("wait");
     assert!(out.status.success());
-    let rewards: Vec<Value> = text(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    let rewards = reward_lines(&out.stdout);
     assert_eq!(rewards.len(), 1);
     assert_eq!(rewards[0]["points"], 510);
     let dead: Vec<Value> = text(&out.stderr).lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    dead.iter().for_each(assert_dead_letter_valid);
     assert_eq!(dead.len(), 1, "dead letters go to stderr without --dlq");
     assert_eq!(dead[0]["line"], 5);
     assert_eq!(dead[0]["reason"], "invalid_json");
@@ -166,7 +178,7 @@ fn several_programs_are_served_by_their_ids() {
         .args(["--input", "-"])
         .stdin(std::fs::File::open(&input).expect("open")));
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let rewards: Vec<Value> = text(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    let rewards = reward_lines(&out.stdout);
     assert_eq!(rewards.len(), 2, "the same event id in two programs is two events");
     assert_eq!((&rewards[0]["program"], &rewards[0]["points"]), (&Value::from("acme"), &Value::from(510)));
     assert_eq!((&rewards[1]["program"], &rewards[1]["points"]), (&Value::from("citypoints"), &Value::from(5)));
@@ -262,7 +274,7 @@ fn a_refunded_zero_spend_never_prints_negative_zero() {
     let out =
         run(bin().args(["score", "--rules"]).arg(root().join("config/rules/acme.toml")).arg("--input").arg(&input));
     assert!(out.status.success());
-    let rewards: Vec<Value> = text(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    let rewards = reward_lines(&out.stdout);
     assert_eq!(rewards.len(), 3);
     assert!(rewards.iter().all(|r| r["qualifying_spend"] == "0.00"), "{rewards:?}");
 }

@@ -2,12 +2,18 @@
 //! the engine did before they existed: generated streams (`loadtest
 //! generate`, four months of events, refunds, redemptions, repeats, invalid
 //! lines) scored by that earlier engine are kept under `tests/regression/part1/`,
-//! and the current binary must reproduce them byte for byte.
+//! and the current binary must reproduce them byte for byte. Every line
+//! also passes `docs/schema/`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::path::Path;
 use std::process::Command;
+
+use serde_json::Value;
+use support::schema::{assert_dead_letter_valid, assert_reward_valid};
 
 fn check(case: &str) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/regression/part1");
@@ -25,9 +31,16 @@ fn check(case: &str) {
         .status()
         .expect("run loyalty-scorer");
     assert!(status.success());
-    for (got, want) in [("rewards.jsonl", "expected-rewards.jsonl"), ("dlq.jsonl", "expected-dlq.jsonl")] {
+    let outputs: [(_, _, fn(&Value)); 2] = [
+        ("rewards.jsonl", "expected-rewards.jsonl", assert_reward_valid),
+        ("dlq.jsonl", "expected-dlq.jsonl", assert_dead_letter_valid),
+    ];
+    for (got, want, assert_valid) in outputs {
         let got = std::fs::read_to_string(out.path().join(got)).expect("output");
         let want = std::fs::read_to_string(dir.join(format!("{case}-{want}"))).expect("expected");
+        for line in got.lines() {
+            assert_valid(&serde_json::from_str(line).unwrap_or_else(|e| panic!("{case}: not JSON ({e}): {line}")));
+        }
         for (n, (g, w)) in got.lines().zip(want.lines()).enumerate() {
             assert_eq!(g, w, "{case}: line {} of {want}", n + 1);
         }

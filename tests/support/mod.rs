@@ -5,5 +5,6 @@
 #![allow(dead_code)]
 
 pub mod redis;
+pub mod schema;
 pub mod streams;
 pub mod tansu;
