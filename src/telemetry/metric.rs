@@ -187,8 +187,9 @@ pub const METRICS: &[MetricDef] = &[
     def(BUILD_INFO, Gauge, Unit::Count, "Always 1; the version label names the build."),
 ];
 
-/// Registers every metric's help text and unit with the current recorder
-/// and sets [`BUILD_INFO`]. Call once after installing the recorder.
+/// Registers every metric's help text and unit with the current recorder,
+/// sets [`BUILD_INFO`] and creates the series known in advance. Call once
+/// after installing the recorder.
 pub fn describe() {
     for m in METRICS {
         match m.kind {
@@ -198,6 +199,36 @@ pub fn describe() {
         }
     }
     metrics::gauge!(BUILD_INFO, label::VERSION => env!("CARGO_PKG_VERSION")).set(1.0);
+    create_known_series();
+}
+
+/// Exports, at zero, every series whose labels do not depend on the input
+/// or the rules. A series that appears only at its first increment hides
+/// that increment from `rate()` and `increase()`, and a daemon that never
+/// scores an event would have no events series for an alert to find at
+/// zero. Series labelled by program, rule, reason or partition appear when
+/// they first count.
+fn create_known_series() {
+    for outcome in EventOutcome::ALL {
+        if outcome != EventOutcome::DeadLettered {
+            metrics::counter!(EVENTS_TOTAL, label::OUTCOME => outcome.as_str()).increment(0);
+        }
+    }
+    metrics::counter!(REWARDS_TOTAL).increment(0);
+    metrics::counter!(REBALANCES_TOTAL).increment(0);
+    for what in [RetryTarget::Redis, RetryTarget::Kafka] {
+        metrics::counter!(RETRIES_TOTAL, label::WHAT => what.as_str()).increment(0);
+    }
+    for result in [ReloadResult::Ok, ReloadResult::Error] {
+        metrics::counter!(RULES_RELOADS_TOTAL, label::RESULT => result.as_str()).increment(0);
+    }
+    metrics::gauge!(IN_FLIGHT_EVENTS).set(0.0);
+    for m in METRICS {
+        if let Histogram { .. } = m.kind {
+            // Registering is enough: an empty histogram exports zero counts.
+            let _ = metrics::histogram!(m.name);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -222,6 +253,27 @@ mod tests {
                 assert!(buckets.windows(2).all(|w| w[0] < w[1]), "{} buckets must increase", m.name);
             }
         }
+    }
+
+    #[test]
+    fn series_known_in_advance_are_exported_at_zero() {
+        let recorder = crate::telemetry::build_recorder().expect("a recorder");
+        metrics::with_local_recorder(&recorder, describe);
+        let body = recorder.handle().render();
+        for series in [
+            "loyalty_scorer_events_total{outcome=\"scored\"} 0\n",
+            "loyalty_scorer_rewards_total 0\n",
+            "loyalty_scorer_rebalances_total 0\n",
+            "loyalty_scorer_retries_total{what=\"redis\"} 0\n",
+            "loyalty_scorer_retries_total{what=\"kafka\"} 0\n",
+            "loyalty_scorer_rules_reloads_total{result=\"error\"} 0\n",
+            "loyalty_scorer_in_flight_events 0\n",
+            "loyalty_scorer_redis_round_trip_seconds_count 0\n",
+            "loyalty_scorer_end_to_end_latency_seconds_bucket{le=\"+Inf\"} 0\n",
+        ] {
+            assert!(body.contains(series), "{series:?} missing from:\n{body}");
+        }
+        assert!(!body.contains("dead_lettered"), "dead letters appear with their reason, when they count:\n{body}");
     }
 
     #[test]
