@@ -39,6 +39,9 @@ pub const RETRIES_TOTAL: &str = "loyalty_scorer_retries_total";
 pub const RULES_RELOADS_TOTAL: &str = "loyalty_scorer_rules_reloads_total";
 /// Always 1; `version` carries the crate version.
 pub const BUILD_INFO: &str = "loyalty_scorer_build_info";
+/// 1 when `/health/readyz` would answer 200, else 0; sampled at each scrape
+/// ([`crate::admin`]), so it is exported only where `/metrics` is served.
+pub const READY: &str = "loyalty_scorer_ready";
 
 /// Label keys.
 pub mod label {
@@ -185,6 +188,7 @@ pub const METRICS: &[MetricDef] = &[
     def(RETRIES_TOTAL, Counter, Unit::Count, "Retries after a transient failure, by what failed (redis, kafka)."),
     def(RULES_RELOADS_TOTAL, Counter, Unit::Count, "Rules file reloads, by result (ok, error)."),
     def(BUILD_INFO, Gauge, Unit::Count, "Always 1; the version label names the build."),
+    def(READY, Gauge, Unit::Count, "1 when /health/readyz answers 200, else 0, as of this scrape."),
 ];
 
 /// Registers every metric's help text and unit with the current recorder,
@@ -299,6 +303,7 @@ mod tests {
             RETRIES_TOTAL,
             RULES_RELOADS_TOTAL,
             BUILD_INFO,
+            READY,
         ];
         assert_eq!(constants.len(), METRICS.len());
         for name in constants {
