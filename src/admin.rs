@@ -2,7 +2,9 @@
 //! `GET /health/readyz`; 404 for any other path.
 //!
 //! It reads shared state and never changes it: the daemon flips
-//! [`Readiness`], the recorder fills the [`PrometheusHandle`]. It binds
+//! [`Readiness`], the recorder fills the [`PrometheusHandle`]. The one value
+//! it records is [`metric::READY`], sampled from [`Readiness`] at each scrape,
+//! as the flags behind it have several writers. It binds
 //! before the daemon consumes anything ([`AdminServer::bind`]), so a taken
 //! port stops start-up with an error naming the address, and it stops when
 //! the shutdown token is cancelled.
@@ -22,7 +24,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::telemetry;
+use crate::telemetry::{self, metric};
 
 /// Loopback only by default: the endpoints are unauthenticated.
 pub const DEFAULT_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9464);
@@ -179,6 +181,8 @@ impl AdminServer {
 }
 
 async fn render_metrics(State(state): State<AppState>) -> Response {
+    let ready = if state.readiness.check().is_ok() { 1.0 } else { 0.0 };
+    metrics::gauge!(metric::READY).set(ready);
     ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], state.metrics.render()).into_response()
 }
 

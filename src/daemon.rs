@@ -354,9 +354,28 @@ async fn produce_all(
 fn record_metrics(messages: &[BorrowedMessage<'_>], outputs: &Outputs, started: Instant) {
     for outcome in EventOutcome::ALL {
         let n = outputs.tally.get(outcome);
-        if n > 0 {
+        // Dead letters are counted by reason below.
+        if n > 0 && outcome != EventOutcome::DeadLettered {
             metrics::counter!(metric::EVENTS_TOTAL, label::OUTCOME => outcome.as_str()).increment(n);
         }
+    }
+    let mut dead: Vec<(&'static str, u64)> = Vec::new();
+    for output in &outputs.records {
+        if let OutputKind::DeadLetter { error } = &output.kind {
+            let reason = error.reason.as_str();
+            match dead.iter_mut().find(|(r, _)| *r == reason) {
+                Some(entry) => entry.1 += 1,
+                None => dead.push((reason, 1)),
+            }
+        }
+    }
+    for (reason, n) in dead {
+        metrics::counter!(
+            metric::EVENTS_TOTAL,
+            label::OUTCOME => EventOutcome::DeadLettered.as_str(),
+            label::REASON => reason,
+        )
+        .increment(n);
     }
     let mut points: Vec<(&str, &str, &str, i64)> = Vec::new();
     for (program, rule, kind, p) in &outputs.points {

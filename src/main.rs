@@ -33,6 +33,7 @@ fn main() -> ExitCode {
         Command::Simulate(args) => commands::simulate::run(&args),
         Command::Run(args) => commands::run::run(&args),
         Command::Demo(args) => commands::demo::run(&args),
+        Command::Probe(args) => commands::probe::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -101,6 +101,11 @@ async fn installed_recorder_is_served() {
     let body = get(admin.addr, "/metrics").await.body;
     assert!(body.contains("loyalty_scorer_rebalances_total 2\n"), "{body}");
     assert!(body.contains("# HELP loyalty_scorer_rebalances_total "), "{body}");
+    assert!(body.contains("loyalty_scorer_ready 0\n"), "not ready yet: {body}");
+    admin.readiness.set_assigned(true);
+    admin.readiness.set_redis_available(true);
+    let body = get(admin.addr, "/metrics").await.body;
+    assert!(body.contains("loyalty_scorer_ready 1\n"), "ready at this scrape: {body}");
     assert!(telemetry::install_recorder().is_err(), "a second recorder must be refused");
 }
 

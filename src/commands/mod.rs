@@ -4,6 +4,7 @@
 
 pub mod check_rules;
 pub mod demo;
+pub mod probe;
 pub mod run;
 pub mod score;
 pub mod simulate;
@@ -45,6 +46,9 @@ pub enum Command {
     /// an in-process Kafka broker, the embedded state store, a built-in
     /// program and a generated stream.
     Demo(demo::DemoArgs),
+    /// Ask a health endpoint of a running daemon (for container health
+    /// checks): exit 0 on a 2xx answer, 1 otherwise with the reason.
+    Probe(probe::ProbeArgs),
 }
 
 /// Options shared by the commands that score a stream.

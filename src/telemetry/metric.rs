@@ -39,6 +39,9 @@ pub const RETRIES_TOTAL: &str = "loyalty_scorer_retries_total";
 pub const RULES_RELOADS_TOTAL: &str = "loyalty_scorer_rules_reloads_total";
 /// Always 1; `version` carries the crate version.
 pub const BUILD_INFO: &str = "loyalty_scorer_build_info";
+/// 1 when `/health/readyz` would answer 200, else 0; sampled at each scrape
+/// ([`crate::admin`]), so it is exported only where `/metrics` is served.
+pub const READY: &str = "loyalty_scorer_ready";
 
 /// Label keys.
 pub mod label {
@@ -185,10 +188,12 @@ pub const METRICS: &[MetricDef] = &[
     def(RETRIES_TOTAL, Counter, Unit::Count, "Retries after a transient failure, by what failed (redis, kafka)."),
     def(RULES_RELOADS_TOTAL, Counter, Unit::Count, "Rules file reloads, by result (ok, error)."),
     def(BUILD_INFO, Gauge, Unit::Count, "Always 1; the version label names the build."),
+    def(READY, Gauge, Unit::Count, "1 when /health/readyz answers 200, else 0, as of this scrape."),
 ];
 
-/// Registers every metric's help text and unit with the current recorder
-/// and sets [`BUILD_INFO`]. Call once after installing the recorder.
+/// Registers every metric's help text and unit with the current recorder,
+/// sets [`BUILD_INFO`] and creates the series known in advance. Call once
+/// after installing the recorder.
 pub fn describe() {
     for m in METRICS {
         match m.kind {
@@ -198,6 +203,36 @@ pub fn describe() {
         }
     }
     metrics::gauge!(BUILD_INFO, label::VERSION => env!("CARGO_PKG_VERSION")).set(1.0);
+    create_known_series();
+}
+
+/// Exports, at zero, every series whose labels do not depend on the input
+/// or the rules. A series that appears only at its first increment hides
+/// that increment from `rate()` and `increase()`, and a daemon that never
+/// scores an event would have no events series for an alert to find at
+/// zero. Series labelled by program, rule, reason or partition appear when
+/// they first count.
+fn create_known_series() {
+    for outcome in EventOutcome::ALL {
+        if outcome != EventOutcome::DeadLettered {
+            metrics::counter!(EVENTS_TOTAL, label::OUTCOME => outcome.as_str()).increment(0);
+        }
+    }
+    metrics::counter!(REWARDS_TOTAL).increment(0);
+    metrics::counter!(REBALANCES_TOTAL).increment(0);
+    for what in [RetryTarget::Redis, RetryTarget::Kafka] {
+        metrics::counter!(RETRIES_TOTAL, label::WHAT => what.as_str()).increment(0);
+    }
+    for result in [ReloadResult::Ok, ReloadResult::Error] {
+        metrics::counter!(RULES_RELOADS_TOTAL, label::RESULT => result.as_str()).increment(0);
+    }
+    metrics::gauge!(IN_FLIGHT_EVENTS).set(0.0);
+    for m in METRICS {
+        if let Histogram { .. } = m.kind {
+            // Registering is enough: an empty histogram exports zero counts.
+            let _ = metrics::histogram!(m.name);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -225,6 +260,27 @@ mod tests {
     }
 
     #[test]
+    fn series_known_in_advance_are_exported_at_zero() {
+        let recorder = crate::telemetry::build_recorder().expect("a recorder");
+        metrics::with_local_recorder(&recorder, describe);
+        let body = recorder.handle().render();
+        for series in [
+            "loyalty_scorer_events_total{outcome=\"scored\"} 0\n",
+            "loyalty_scorer_rewards_total 0\n",
+            "loyalty_scorer_rebalances_total 0\n",
+            "loyalty_scorer_retries_total{what=\"redis\"} 0\n",
+            "loyalty_scorer_retries_total{what=\"kafka\"} 0\n",
+            "loyalty_scorer_rules_reloads_total{result=\"error\"} 0\n",
+            "loyalty_scorer_in_flight_events 0\n",
+            "loyalty_scorer_redis_round_trip_seconds_count 0\n",
+            "loyalty_scorer_end_to_end_latency_seconds_bucket{le=\"+Inf\"} 0\n",
+        ] {
+            assert!(body.contains(series), "{series:?} missing from:\n{body}");
+        }
+        assert!(!body.contains("dead_lettered"), "dead letters appear with their reason, when they count:\n{body}");
+    }
+
+    #[test]
     fn duration_buckets_span_100us_to_10s() {
         assert_eq!(DURATION_BUCKETS.first(), Some(&0.0001));
         assert_eq!(DURATION_BUCKETS.last(), Some(&10.0));
@@ -247,6 +303,7 @@ mod tests {
             RETRIES_TOTAL,
             RULES_RELOADS_TOTAL,
             BUILD_INFO,
+            READY,
         ];
         assert_eq!(constants.len(), METRICS.len());
         for name in constants {
