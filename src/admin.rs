@@ -43,8 +43,8 @@ pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// flag stands alone and guards no other data, so relaxed ordering suffices.
 #[derive(Debug, Default)]
 pub struct Readiness {
-    /// Set by the consumer when it holds an assignment; an empty assignment
-    /// counts (a group with more members than partitions is healthy).
+    /// Set by the consumer when it is a member of the group, with or without
+    /// partitions (a group with more members than partitions is healthy).
     assigned: AtomicBool,
     /// Set by the state store's health check or the last round trip.
     redis_available: AtomicBool,
@@ -56,7 +56,7 @@ pub struct Readiness {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NotReady {
     ShuttingDown,
-    NoAssignment,
+    NotInGroup,
     RedisUnavailable,
 }
 
@@ -64,7 +64,7 @@ impl NotReady {
     pub const fn as_str(self) -> &'static str {
         match self {
             NotReady::ShuttingDown => "shutting down",
-            NotReady::NoAssignment => "no partition assignment yet",
+            NotReady::NotInGroup => "not a member of the consumer group",
             NotReady::RedisUnavailable => "redis is not answering",
         }
     }
@@ -93,7 +93,7 @@ impl Readiness {
         if self.shutting_down.load(Ordering::Relaxed) {
             Err(NotReady::ShuttingDown)
         } else if !self.assigned.load(Ordering::Relaxed) {
-            Err(NotReady::NoAssignment)
+            Err(NotReady::NotInGroup)
         } else if !self.redis_available.load(Ordering::Relaxed) {
             Err(NotReady::RedisUnavailable)
         } else {
@@ -204,7 +204,7 @@ mod tests {
     #[test]
     fn shutdown_outranks_other_reasons() {
         let r = Readiness::new();
-        assert_eq!(r.check(), Err(NotReady::NoAssignment));
+        assert_eq!(r.check(), Err(NotReady::NotInGroup));
         r.set_assigned(true);
         assert_eq!(r.check(), Err(NotReady::RedisUnavailable));
         r.set_redis_available(true);

@@ -84,6 +84,10 @@ pub async fn run<S: BatchStore>(
     consumer
         .subscribe(&[config.kafka.input_topic.as_str()])
         .with_context(|| format!("subscribing to {}", config.kafka.input_topic))?;
+    // From zero, so that `rate()` sees each program's first rewards.
+    for program in programs.iter() {
+        metrics::counter!(metric::REWARDS_TOTAL, metric::label::PROGRAM => program.id.clone()).increment(0);
+    }
     let mut scorer = BatchScorer::new(programs, config.engine_settings(), config.kafka.max_message_bytes)
         .map_err(|why| anyhow::anyhow!(why))?;
     readiness.set_redis_available(true);
@@ -393,8 +397,19 @@ fn record_metrics(messages: &[BorrowedMessage<'_>], outputs: &Outputs, started: 
             metrics::counter!(metric::POINTS_DEBITED_TOTAL, &labels).increment(p.unsigned_abs());
         }
     }
-    let rewards = outputs.records.iter().filter(|o| matches!(o.kind, OutputKind::Reward { .. })).count();
-    metrics::counter!(metric::REWARDS_TOTAL).increment(rewards as u64);
+    // Programs are few: a short list beats a map.
+    let mut rewards: Vec<(&str, u64)> = Vec::new();
+    for output in &outputs.records {
+        if let OutputKind::Reward { program, .. } = &output.kind {
+            match rewards.iter_mut().find(|(p, _)| *p == program.as_str()) {
+                Some((_, n)) => *n += 1,
+                None => rewards.push((program.as_str(), 1)),
+            }
+        }
+    }
+    for (program, n) in rewards {
+        metrics::counter!(metric::REWARDS_TOTAL, metric::label::PROGRAM => program.to_owned()).increment(n);
+    }
     metrics::histogram!(metric::BATCH_EVENTS).record(messages.len() as f64);
     metrics::histogram!(metric::BATCH_DURATION_SECONDS).record(started.elapsed().as_secs_f64());
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);

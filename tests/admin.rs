@@ -123,7 +123,7 @@ async fn readyz_follows_readiness() {
 
     let reply = get(admin.addr, "/health/readyz").await;
     assert_eq!(reply.status, 503);
-    assert_eq!(reply.body, "not ready: no partition assignment yet\n");
+    assert_eq!(reply.body, "not ready: not a member of the consumer group\n");
 
     admin.readiness.set_assigned(true);
     let reply = get(admin.addr, "/health/readyz").await;

@@ -318,6 +318,7 @@ fn distinct_rewards(records: &[Record]) -> Vec<(String, Value)> {
     for record in records {
         let value: Value = serde_json::from_slice(&record.payload)
             .unwrap_or_else(|e| panic!("reward at offset {} is not JSON: {e}", record.offset));
+        support::schema::assert_reward_valid(&value);
         let id = value["reward_id"].as_str().expect("reward_id").to_owned();
         assert_eq!(record.key.as_deref(), value["member_id"].as_str().map(str::as_bytes), "key of {id}");
         for header in ["program", "kind", "rules_version"] {
@@ -581,18 +582,27 @@ async fn produce_errors(group: &str, errors: &[RDKafkaRespErr]) {
 }
 
 /// Like [`produce_requests_that_time_out_are_retried`], and as often under load.
+///
+/// Why it is not run: the mock cluster of librdkafka 2.12 checks an
+/// idempotent producer's sequence numbers only when the producer is
+/// transactional (`rd_kafka_mock_validate_records` returns early without a
+/// transactional id), so it accepts a batch that follows a refused one. A
+/// broker would refuse it as out of order; librdkafka, seeing it accepted,
+/// reports the refused batch delivered too (`rd_kafka_dr_implicit_ack`: a
+/// later sequence accepted means the earlier one was persisted). On the
+/// mock, that batch is acknowledged and absent. The end-to-end tests run a
+/// real broker.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "rewards acknowledged but missing from the topic after refused produce requests, in some runs; not yet explained"]
+#[ignore = "the mock cluster accepts batches out of sequence, so librdkafka acknowledges refused ones implicitly (see the doc comment)"]
 async fn produce_requests_refused_by_a_former_leader_are_retried() {
     use RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION as NOT_LEADER;
     produce_errors("produce-not-leader", &[NOT_LEADER; 5]).await;
 }
 
-/// Loses one or two rewards in some runs: their deliveries are reported
-/// acknowledged, yet they are not in the topic (the idempotent producer
-/// retrying batches the mock refused).
+/// Loses one or two rewards in some runs on the mock cluster: see
+/// [`produce_requests_refused_by_a_former_leader_are_retried`].
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "rewards acknowledged but missing from the topic after refused produce requests, about one run in two; not yet explained"]
+#[ignore = "the mock cluster accepts batches out of sequence, so librdkafka acknowledges refused ones implicitly (see the previous test)"]
 async fn produce_requests_that_time_out_are_retried() {
     use RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT as TIMED_OUT;
     produce_errors("produce-timed-out", &[TIMED_OUT; 5]).await;

@@ -510,3 +510,23 @@ async fn records_are_swept_once_a_period_and_both_stores_forget_them_alike() {
     let ttl = server.call(&["PTTL", &format!("{name}:r")]).expect_int("PTTL");
     assert!(ttl > 0, "{ttl}");
 }
+
+#[tokio::test]
+async fn writes_refused_at_maxmemory_are_retried_later_and_applied_once() {
+    let server = RedisServer::start();
+    let mut store = RedisStore::connect(&server.url(), "oom").await.unwrap();
+    let keys = [member("shop", 1)];
+    let states = [rich_state(1)];
+    // Any memory in use is over a 1-byte limit: Redis refuses every write.
+    server.call(&["CONFIG", "SET", "maxmemory", "1"]).expect_ok("CONFIG SET maxmemory");
+    match store.apply(&writes(&keys, &states, 0)).await {
+        Err(StoreError::Unavailable(why)) => assert!(why.contains("OOM"), "{why}"),
+        other => panic!("a write at maxmemory must be retryable, not {other:?}"),
+    }
+    assert_eq!(bytes(server.call(&["GET", &store.key(&keys[0])])), None, "nothing of the refused write applied");
+
+    server.call(&["CONFIG", "SET", "maxmemory", "0"]).expect_ok("CONFIG SET maxmemory");
+    assert_eq!(store.apply(&writes(&keys, &states, 0)).await.unwrap(), vec![true]);
+    let loaded = store.load(&keys, &ids(&states)).await.unwrap();
+    assert_eq!((loaded[0].version, &loaded[0].state), (1, &states[0]));
+}

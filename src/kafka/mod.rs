@@ -83,7 +83,10 @@ fn base(kafka: &config::Kafka, defaults: &[(&str, &str)]) -> ClientConfig {
     for (key, value) in kafka.properties.expose() {
         client.set(key, value);
     }
-    client.set_log_level(RDKafkaLogLevel::Warning);
+    // librdkafka's own `debug` property asks for its debug lines: let them
+    // through to the log filter (`LOYALTY_SCORER_LOG=info,librdkafka=debug`).
+    let debug = kafka.properties.expose().any(|(key, _)| key == "debug");
+    client.set_log_level(if debug { RDKafkaLogLevel::Debug } else { RDKafkaLogLevel::Warning });
     client
 }
 
@@ -134,22 +137,49 @@ impl ConsumerContext for ScorerContext {
         // nothing of the revoked partitions is in flight, and what is
         // finished is stored. Commit it now, so the next owner starts after it.
         if let Rebalance::Revoke(partitions) = rebalance {
-            tracing::info!(partitions = partitions.count(), "partitions revoked; committing stored offsets");
-            commit_sync(consumer);
+            // The next owner reports the lag of these partitions from now on;
+            // this member's last figure would otherwise stay exported.
+            for p in partitions.elements() {
+                metrics::gauge!(
+                    metric::CONSUMER_LAG_MESSAGES,
+                    metric::label::TOPIC => p.topic().to_owned(),
+                    metric::label::PARTITION => p.partition().to_string()
+                )
+                .set(0.0);
+            }
+            if consumer.assignment_lost() {
+                // The group has moved on without this member (its session
+                // expired): a commit would be refused, and the next owners
+                // start from the last commit, redelivering what came after.
+                tracing::warn!(
+                    partitions = partitions.count(),
+                    "partition assignment lost; the events after the last commit will be redelivered to their next owner"
+                );
+            } else {
+                tracing::info!(partitions = partitions.count(), "partitions revoked; committing stored offsets");
+                commit_sync(consumer);
+            }
         }
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         metrics::counter!(metric::REBALANCES_TOTAL).increment(1);
-        match rebalance {
+        // A member of the group is ready even with no partitions (a group
+        // may have more members than partitions, and a rolling update must
+        // not wait for one); a member whose assignment was lost is out of
+        // the group until its next assignment.
+        let member = match rebalance {
             Rebalance::Assign(partitions) => {
                 tracing::info!(partitions = partitions.count(), "partitions assigned");
+                true
             }
-            Rebalance::Revoke(_) => {}
-            Rebalance::Error(error) => tracing::warn!(%error, "rebalance failed"),
-        }
-        let assigned = consumer.assignment().map(|a| a.count() > 0).unwrap_or(false);
-        self.readiness.set_assigned(assigned);
+            Rebalance::Revoke(_) => !consumer.assignment_lost(),
+            Rebalance::Error(error) => {
+                tracing::warn!(%error, "rebalance failed");
+                false
+            }
+        };
+        self.readiness.set_assigned(member);
     }
 }
 

@@ -81,7 +81,8 @@
 //!
 //! [`StoreError::Unavailable`] (retry the batch later): the connection
 //! failed or timed out, or Redis answered `LOADING`, `TRYAGAIN`,
-//! `CLUSTERDOWN`, `MASTERDOWN`, `BUSY` or `READONLY`. A connection that
+//! `CLUSTERDOWN`, `MASTERDOWN`, `BUSY`, `READONLY`, or refused writes
+//! (`OOM` at `maxmemory`, `MISCONF`, `NOREPLICAS`). A connection that
 //! failed is dropped and the next call opens a new one (the multiplexed
 //! connection does not reconnect by itself), so a restarted server is
 //! picked up without restarting the process. When a batch fails part way,
@@ -510,6 +511,12 @@ impl RedisStore {
                 StoreError::Unavailable(text)
             }
             "LOADING" | "TRYAGAIN" | "CLUSTERDOWN" | "MASTERDOWN" | "BUSY" => StoreError::Unavailable(text),
+            // Redis refuses writes while full, while it cannot persist, or
+            // without enough replicas; it refuses a script that may write
+            // before running any of it, so a retry repeats nothing. Waiting
+            // keeps the events until an operator frees memory, where exiting
+            // would only restart into the same refusal.
+            "OOM" | "MISCONF" | "NOREPLICAS" => StoreError::Unavailable(text),
             "NOAUTH" | "WRONGPASS" | "NOPERM" => StoreError::Config(format!("{text}{AUTH_HINT}")),
             _ => StoreError::Corrupt(text),
         }
