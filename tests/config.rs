@@ -342,7 +342,8 @@ fn every_file_under_config_is_valid() {
     }
 }
 
-/// The example sets every key, and the documentation names each with its variable.
+/// The example sets every key (or shows it commented out), and the
+/// documentation names each with its variable.
 #[test]
 fn every_key_is_documented_and_in_the_example() {
     let docs = std::fs::read_to_string(root().join("docs/configuration.md")).unwrap();
@@ -351,7 +352,11 @@ fn every_key_is_documented_and_in_the_example() {
         let (section, name) = key.split_once('.').unwrap();
         assert!(docs.contains(&format!("`{name}`")) && docs.contains(&format!("[{section}]")), "{key} in docs");
         assert!(docs.contains(&env_var(key)), "{} in docs", env_var(key));
-        assert!(example.lines().any(|l| l.starts_with(&format!("{name} = "))), "{key} in config/scorer.toml");
+        // Keys without a default (files to name) may be shown commented out.
+        assert!(
+            example.lines().any(|l| l.starts_with(&format!("{name} = ")) || l.starts_with(&format!("# {name} = "))),
+            "{key} in config/scorer.toml"
+        );
     }
 }
 
@@ -368,4 +373,30 @@ fn values_of_the_wrong_type_are_located() {
             "scorer.toml:9:2: kafka2: unknown section (did you mean [kafka]?); the file takes the sections [kafka], [redis], [programs], [batching], [admin], [logging], [daemon]",
         ]
     );
+}
+
+#[test]
+fn redis_tls_files_are_checked_against_each_other_and_the_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "not checked here: the store parses it").unwrap();
+    let ca = ca.display().to_string();
+    let tls = REQUIRED.replace("redis://127.0.0.1:6379/", "rediss://127.0.0.1:6380/");
+
+    let config = load(&tls, &[("LOYALTY_SCORER__REDIS__TLS_CA_FILE", &ca)], &[]);
+    assert_eq!(config.redis.tls_ca_file.as_deref(), Some(Path::new(&ca)));
+    assert_eq!(config.redis.tls_cert_file, None);
+
+    let found = problems(&tls, &[], &[("redis.tls_cert_file", &ca)]);
+    assert!(
+        found.iter().any(|p| p.contains("redis.tls_cert_file") && p.contains("needs redis.tls_key_file")),
+        "{found:?}"
+    );
+
+    let missing = dir.path().join("nowhere.pem").display().to_string();
+    let found = problems(&tls, &[], &[("redis.tls_ca_file", &missing)]);
+    assert!(found.iter().any(|p| p.contains("redis.tls_ca_file") && p.contains("cannot read")), "{found:?}");
+
+    let found = problems(REQUIRED, &[], &[("redis.tls_ca_file", &ca)]);
+    assert!(found.iter().any(|p| p.contains("redis.tls_ca_file") && p.contains("does not use TLS")), "{found:?}");
 }

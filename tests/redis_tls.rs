@@ -180,3 +180,54 @@ fn without_insecure_a_certificate_from_an_unknown_ca_is_refused() {
     assert!(!stderr.contains(PASSWORD), "{stderr}");
     assert!(keys(&server).is_empty());
 }
+
+#[test]
+fn a_private_ca_file_verifies_the_server_without_insecure() {
+    let server = RedisServer::start_tls(SCORER_USER);
+    let url = server.tls_url("scorer", PASSWORD);
+    let files = server.tls_files();
+    let ca = files.ca_cert.display().to_string();
+    let run = score(url.trim_end_matches("#insecure"), &["--redis-tls-ca", &ca]);
+    assert!(run.output.status.success(), "{}", run.stderr());
+    assert_eq!(
+        without_version(run.rewards()),
+        without_version(read_json_lines(&example().join("expected-rewards.jsonl")))
+    );
+    assert!(!keys(&server).is_empty());
+}
+
+#[test]
+fn a_server_that_asks_for_a_client_certificate_gets_the_configured_one() {
+    let mut args = SCORER_USER.to_vec();
+    args.extend(["--tls-auth-clients", "yes"]);
+    let server = RedisServer::start_tls(&args);
+    let url = server.tls_url("scorer", PASSWORD);
+    let url = url.trim_end_matches("#insecure");
+    let files = server.tls_files();
+    let (ca, cert, key) = (
+        files.ca_cert.display().to_string(),
+        files.client_cert.display().to_string(),
+        files.client_key.display().to_string(),
+    );
+
+    let refused = score(url, &["--redis-tls-ca", &ca]);
+    assert!(!refused.output.status.success(), "a server that requires a client certificate let one without in");
+    assert!(!refused.stderr().contains(PASSWORD), "{}", refused.stderr());
+    assert!(keys(&server).is_empty());
+
+    let run = score(url, &["--redis-tls-ca", &ca, "--redis-tls-cert", &cert, "--redis-tls-key", &key]);
+    assert!(run.output.status.success(), "{}", run.stderr());
+    assert_eq!(
+        without_version(run.rewards()),
+        without_version(read_json_lines(&example().join("expected-rewards.jsonl")))
+    );
+}
+
+#[test]
+fn tls_files_for_a_url_without_tls_are_refused() {
+    let server = RedisServer::start_tls(SCORER_USER);
+    let ca = server.tls_files().ca_cert.display().to_string();
+    let run = score(&server.url(), &["--redis-tls-ca", &ca]);
+    assert!(!run.output.status.success());
+    assert!(run.stderr().contains("rediss://"), "{}", run.stderr());
+}

@@ -90,6 +90,16 @@ pub struct ScoreArgs {
     /// Prefix of every Redis key the scorer writes.
     #[arg(long, default_value = "ls")]
     pub key_prefix: String,
+    /// PEM file of the CA certificates to trust for a `rediss://` state,
+    /// instead of the webpki roots (a private CA).
+    #[arg(long, value_name = "FILE")]
+    pub redis_tls_ca: Option<PathBuf>,
+    /// PEM file of a client certificate, for a Redis that asks for one.
+    #[arg(long, value_name = "FILE", requires = "redis_tls_key")]
+    pub redis_tls_cert: Option<PathBuf>,
+    /// PEM file of the client certificate's private key.
+    #[arg(long, value_name = "FILE", requires = "redis_tls_cert")]
+    pub redis_tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -11,7 +11,7 @@ use crate::commands::load_programs;
 use crate::config::Config;
 use crate::daemon::{self, Controls};
 use crate::shutdown;
-use crate::state::redis::{RedisStore, redact};
+use crate::state::redis::{RedisStore, redact, tls_files};
 use crate::telemetry::{metric, prometheus};
 
 #[derive(Debug, clap::Args)]
@@ -67,7 +67,9 @@ async fn serve(config: Config, programs: crate::rules::ProgramSet) -> anyhow::Re
     let admin_task = tokio::spawn(admin.serve(handle, readiness.clone(), token.clone()));
 
     let url = config.redis.url.expose();
-    let store = RedisStore::connect(url, &config.redis.key_prefix)
+    let r = &config.redis;
+    let tls = tls_files(r.tls_ca_file.as_deref(), r.tls_cert_file.as_deref(), r.tls_key_file.as_deref())?;
+    let store = RedisStore::connect_with_tls(url, &r.key_prefix, tls.as_ref())
         .await
         .with_context(|| format!("connecting to Redis at {}", redact(url)))?;
     let daemon = daemon::run(&config, programs, store, &controls);

@@ -13,7 +13,7 @@ use crate::commands::{Input, ScoreArgs, each_batch, is_stdio, load_programs, ope
 use crate::output;
 use crate::pipeline::{Disposition, Scorer, Sink};
 use crate::state::memory::MemoryStore;
-use crate::state::redis::{RedisStore, redact};
+use crate::state::redis::{RedisStore, redact, tls_files};
 use crate::state::{BatchStore, StoreError};
 
 /// Writes rewards and dead letters as JSON lines, and counts them.
@@ -100,6 +100,9 @@ pub fn run(args: &ScoreArgs) -> anyhow::Result<ExitCode> {
     if shared && !args.state.starts_with("redis") {
         bail!("--state {:?}: use memory, or a redis://, rediss:// or redis+cluster:// URL", args.state);
     }
+    if !shared && (args.redis_tls_ca.is_some() || args.redis_tls_cert.is_some()) {
+        bail!("--redis-tls-ca, --redis-tls-cert and --redis-tls-key need a rediss:// --state");
+    }
     let programs = load_programs(&args.stream.rules)?;
     let input = open_input(&args.input)?;
     let mut rewards = create(&args.output)?;
@@ -118,8 +121,10 @@ pub fn run(args: &ScoreArgs) -> anyhow::Result<ExitCode> {
             .map_err(anyhow::Error::msg)?;
         let runtime =
             tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the I/O runtime")?;
+        let tls =
+            tls_files(args.redis_tls_ca.as_deref(), args.redis_tls_cert.as_deref(), args.redis_tls_key.as_deref())?;
         let store = runtime
-            .block_on(RedisStore::connect(&args.state, &args.key_prefix))
+            .block_on(RedisStore::connect_with_tls(&args.state, &args.key_prefix, tls.as_ref()))
             .with_context(|| format!("connecting to {}", redact(&args.state)))?;
         score_batched(&runtime, store, &mut scorer, input, args.batch_events as usize, &mut sink)?;
     } else {

@@ -46,6 +46,9 @@ pub(super) const SCHEMA: &[(&str, Kind)] = &[
     ("redis.url", Kind::Text),
     ("redis.key_prefix", Kind::Text),
     ("redis.retention_days", Kind::Integer),
+    ("redis.tls_ca_file", Kind::Text),
+    ("redis.tls_cert_file", Kind::Text),
+    ("redis.tls_key_file", Kind::Text),
     ("programs.rules", Kind::List),
     ("programs.reload_on_sighup", Kind::Boolean),
     ("batching.max_batch_events", Kind::Integer),
@@ -129,6 +132,9 @@ pub(super) struct Redis {
     pub(super) url: Opt<String>,
     pub(super) key_prefix: Opt<String>,
     pub(super) retention_days: Opt<i64>,
+    pub(super) tls_ca_file: Opt<String>,
+    pub(super) tls_cert_file: Opt<String>,
+    pub(super) tls_key_file: Opt<String>,
 }
 
 #[derive(Default, Deserialize)]

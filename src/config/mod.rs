@@ -86,6 +86,12 @@ pub struct Redis {
     pub key_prefix: String,
     /// Days outcomes are kept for refunds and repeated event ids.
     pub retention_days: i64,
+    /// PEM files for a `rediss://` URL: CA certificates to trust instead of
+    /// the webpki roots, and a client certificate with its key (both or
+    /// neither) for a server that asks for one. Readable when validated.
+    pub tls_ca_file: Option<PathBuf>,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
 }
 
 /// `[programs]`: which rules files the scorer runs.

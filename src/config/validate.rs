@@ -201,7 +201,50 @@ fn redis(c: &mut Check<'_, '_>, r: &draft::Redis) -> Redis {
     }
     let retention_days =
         c.int("redis.retention_days", &r.retention_days, Settings::default().retention_days, RETENTION_DAYS);
-    Redis { url: RedisUrl::new(url), key_prefix: prefix.value.to_owned(), retention_days }
+    let mut file = |path: &str, given: &Option<Given<String>>| {
+        let given = given.as_ref()?;
+        if given.value.is_empty() {
+            c.complain(path, given, "must name a PEM file");
+            return None;
+        }
+        if let Err(error) = std::fs::metadata(&given.value)
+            .and_then(|m| if m.is_file() { Ok(()) } else { Err(std::io::Error::other("not a file")) })
+        {
+            c.complain(path, given, format!("cannot read {}: {error}", given.value));
+        }
+        Some(PathBuf::from(&given.value))
+    };
+    let tls_ca_file = file("redis.tls_ca_file", &r.tls_ca_file);
+    let tls_cert_file = file("redis.tls_cert_file", &r.tls_cert_file);
+    let tls_key_file = file("redis.tls_key_file", &r.tls_key_file);
+    match (&r.tls_cert_file, &r.tls_key_file) {
+        (Some(cert), None) => {
+            c.complain("redis.tls_cert_file", cert, "needs redis.tls_key_file, the key of the client certificate")
+        }
+        (None, Some(key)) => {
+            c.complain("redis.tls_key_file", key, "needs redis.tls_cert_file, the client certificate of the key")
+        }
+        _ => {}
+    }
+    let set = [
+        ("redis.tls_ca_file", &r.tls_ca_file),
+        ("redis.tls_cert_file", &r.tls_cert_file),
+        ("redis.tls_key_file", &r.tls_key_file),
+    ];
+    if let Some((path, Some(given))) = set.into_iter().find(|(_, g)| g.is_some())
+        && !url.is_empty()
+        && !url.split(',').all(|u| u.trim_start().starts_with("rediss"))
+    {
+        c.complain(path, given, "redis.url does not use TLS (rediss:// or rediss+cluster://)");
+    }
+    Redis {
+        url: RedisUrl::new(url),
+        key_prefix: prefix.value.to_owned(),
+        retention_days,
+        tls_ca_file,
+        tls_cert_file,
+        tls_key_file,
+    }
 }
 
 fn programs(c: &mut Check<'_, '_>, p: &draft::Programs) -> Programs {

@@ -575,13 +575,16 @@ fn log_tail(path: &Path, from: u64, lines: usize) -> String {
 // ---------------------------------------------------------------------------
 
 /// PEM files of a test CA and of a server certificate it signed, for
-/// `127.0.0.1` and `localhost`. Clients that check certificates against the
-/// usual roots refuse it; `#insecure` URLs or the CA file make it acceptable.
+/// `127.0.0.1` and `localhost`, and of a client certificate it signed.
+/// Clients that check certificates against the usual roots refuse the
+/// server; `#insecure` URLs or the CA file make it acceptable.
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
     pub ca_cert: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
 }
 
 /// The `openssl` configuration the certificates are made with: the
@@ -601,18 +604,29 @@ basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature, keyEncipherment
 extendedKeyUsage = serverAuth
 subjectAltName = IP:127.0.0.1, DNS:localhost
+[client]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = clientAuth
 ";
 
 impl TlsFiles {
     fn in_dir(dir: &Path) -> TlsFiles {
-        TlsFiles { ca_cert: dir.join("ca.crt"), cert: dir.join("server.crt"), key: dir.join("server.key") }
+        TlsFiles {
+            ca_cert: dir.join("ca.crt"),
+            cert: dir.join("server.crt"),
+            key: dir.join("server.key"),
+            client_cert: dir.join("client.crt"),
+            client_key: dir.join("client.key"),
+        }
     }
 
-    /// Makes a CA and a server certificate in `dir` with the `openssl`
-    /// program (P-256 keys: quick to generate), unless `dir` has them already.
+    /// Makes a CA, a server and a client certificate in `dir` with the
+    /// `openssl` program (P-256 keys: quick to generate), unless `dir` has
+    /// them already.
     pub fn generate(dir: &Path) -> TlsFiles {
         let files = TlsFiles::in_dir(dir);
-        if files.ca_cert.exists() && files.cert.exists() && files.key.exists() {
+        if [&files.ca_cert, &files.cert, &files.key, &files.client_cert, &files.client_key].iter().all(|f| f.exists()) {
             return files;
         }
         let conf = dir.join("openssl.cnf");
@@ -635,6 +649,16 @@ impl TlsFiles {
             c.args(["x509", "-req", "-in"]).arg(&csr).arg("-CA").arg(&files.ca_cert).arg("-CAkey").arg(&ca_key);
             c.args(["-set_serial", "2", "-days", "2", "-extfile"]).arg(conf_arg).args(["-extensions", "server"]);
             c.arg("-out").arg(&files.cert);
+        });
+        let client_csr = dir.join("client.csr");
+        openssl(|c| {
+            c.args(["req", "-new", "-config"]).arg(conf_arg).args(key);
+            c.arg("-keyout").arg(&files.client_key).arg("-out").arg(&client_csr).args(["-subj", "/CN=scorer"]);
+        });
+        openssl(|c| {
+            c.args(["x509", "-req", "-in"]).arg(&client_csr).arg("-CA").arg(&files.ca_cert).arg("-CAkey").arg(&ca_key);
+            c.args(["-set_serial", "3", "-days", "2", "-extfile"]).arg(conf_arg).args(["-extensions", "client"]);
+            c.arg("-out").arg(&files.client_cert);
         });
         files
     }

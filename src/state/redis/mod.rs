@@ -6,7 +6,9 @@
 //! [`RedisStore::connect`] takes the redis crate's URL conventions:
 //!
 //! - `redis://[user][:password@]host:port[/db]`: one server; `rediss://` for
-//!   TLS (rustls, webpki roots; `#insecure` skips certificate checks).
+//!   TLS (rustls, webpki roots; [`RedisStore::connect_with_tls`] takes a
+//!   private CA and a client certificate; `#insecure` skips certificate
+//!   checks).
 //! - `redis+cluster://[user][:password@]host:port[,host:port...][/]` (or
 //!   `rediss+cluster://`): the seed nodes of a Redis Cluster, sharing one
 //!   user, password and TLS setting.
@@ -209,6 +211,19 @@ impl RedisStore {
     /// target when no server answers ([`StoreError::Unavailable`]) or the
     /// target, the prefix or the credentials are wrong ([`StoreError::Config`]).
     pub async fn connect(target: &str, prefix: &str) -> Result<RedisStore, StoreError> {
+        RedisStore::connect_with_tls(target, prefix, None).await
+    }
+
+    /// [`RedisStore::connect`] with TLS material of its own for a
+    /// `rediss://` target: the CA certificates to trust instead of the
+    /// webpki roots (a private CA), and a client certificate and key when
+    /// the server requires them. Material that does not parse, or given
+    /// for a target without TLS, is a [`StoreError::Config`].
+    pub async fn connect_with_tls(
+        target: &str,
+        prefix: &str,
+        tls: Option<&redis::TlsCertificates>,
+    ) -> Result<RedisStore, StoreError> {
         // Without a process-wide crypto provider the first `rediss://`
         // handshake panics; rustls picks one by itself only when exactly one
         // is compiled in, so it is named here. An error means one is
@@ -233,14 +248,14 @@ impl RedisStore {
         };
         match parsed {
             Target::Single(url) => {
-                let info = connection_info(&url)?;
+                let info = with_tls(connection_info(&url)?, tls, &store.target)?;
                 store.nodes.push(Node { label: store.target.clone(), addr: None, info, conn: None });
                 store.load_script(0).await?;
             }
             Target::Cluster(seeds) => {
                 let mut template = None;
                 for seed in &seeds {
-                    let info = connection_info(seed)?;
+                    let info = with_tls(connection_info(seed)?, tls, &redact(seed))?;
                     let addr = tcp_addr(&info).ok_or_else(|| {
                         StoreError::Config(format!("cluster seed {} is not a TCP address", redact(seed)))
                     })?;
@@ -834,6 +849,45 @@ fn decode_member(reply: Value, name: &str) -> Result<Versioned, StoreError> {
     }
     let state = decode_state(state).map_err(|e| StoreError::Corrupt(format!("{name}: state: {e}")))?;
     Ok(Versioned { version, state })
+}
+
+/// The TLS material of [`RedisStore::connect_with_tls`] from PEM files:
+/// `None` when no file is named. A client certificate needs its key.
+pub fn tls_files(
+    ca: Option<&std::path::Path>,
+    cert: Option<&std::path::Path>,
+    key: Option<&std::path::Path>,
+) -> Result<Option<redis::TlsCertificates>, StoreError> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| StoreError::Config(format!("cannot read {}: {e}", path.display())))
+    };
+    let client_tls = match (cert, key) {
+        (Some(cert), Some(key)) => Some(redis::ClientTlsConfig { client_cert: read(cert)?, client_key: read(key)? }),
+        (None, None) => None,
+        _ => return Err(StoreError::Config("a client certificate and its key go together".to_owned())),
+    };
+    let root_cert = ca.map(read).transpose()?;
+    Ok((client_tls.is_some() || root_cert.is_some()).then_some(redis::TlsCertificates { client_tls, root_cert }))
+}
+
+/// `info` with `tls` applied: the CA and client certificates travel in the
+/// connection info, to every connection opened from it (and, for a cluster,
+/// to the nodes found later, whose info is made from a seed's).
+fn with_tls(
+    info: ConnectionInfo,
+    tls: Option<&redis::TlsCertificates>,
+    shown: &str,
+) -> Result<ConnectionInfo, StoreError> {
+    let Some(certificates) = tls else { return Ok(info) };
+    if !matches!(info.addr(), ConnectionAddr::TcpTls { .. }) {
+        return Err(StoreError::Config(format!(
+            "{shown}: TLS certificates are configured, but the URL has no TLS (use rediss://)"
+        )));
+    }
+    match Client::build_with_tls(info, certificates.clone()) {
+        Ok(client) => Ok(client.get_connection_info().clone()),
+        Err(e) => Err(StoreError::Config(format!("{shown}: TLS certificates: {}", redact(&e.to_string())))),
+    }
 }
 
 /// Checks `target` as [`RedisStore::connect`] reads it, without connecting
