@@ -181,12 +181,10 @@ pub async fn run<S: BatchStore>(
             }
         }
         store_positions(&consumer, input_topic, &positions);
-        record_metrics(&messages, &outputs, started);
+        summary.rewards += record_metrics(&messages, &outputs, started);
         summary.batches += 1;
         summary.events += messages.len() as u64;
         finished.fetch_add(messages.len() as u64, Ordering::Relaxed);
-        summary.rewards +=
-            outputs.records.iter().filter(|o| matches!(o.kind, OutputKind::Reward { .. })).count() as u64;
         summary.dead_letters += outputs.tally.dead_lettered;
         metrics::gauge!(metric::IN_FLIGHT_EVENTS).set(offsets.in_flight() as f64);
     }
@@ -290,9 +288,9 @@ async fn produce_all(
             let record = match &output.kind {
                 OutputKind::Reward { payload, key, program, kind, rules_version } => {
                     let headers = OwnedHeaders::new()
-                        .insert(Header { key: "program", value: Some(program.as_str()) })
+                        .insert(Header { key: "program", value: Some(outputs.text(*program)) })
                         .insert(Header { key: "kind", value: Some(*kind) })
-                        .insert(Header { key: "rules_version", value: Some(rules_version.as_str()) });
+                        .insert(Header { key: "rules_version", value: Some(outputs.text(*rules_version)) });
                     FutureRecord::to(&config.kafka.rewards_topic)
                         .payload(outputs.slice(*payload))
                         .key(outputs.slice(*key))
@@ -354,8 +352,8 @@ async fn produce_all(
     }
 }
 
-/// The batch's metrics, counted once per batch.
-fn record_metrics(messages: &[BorrowedMessage<'_>], outputs: &Outputs, started: Instant) {
+/// The batch's metrics, counted once per batch; the count of its rewards.
+fn record_metrics(messages: &[BorrowedMessage<'_>], outputs: &Outputs, started: Instant) -> u64 {
     for outcome in EventOutcome::ALL {
         let n = outputs.tally.get(outcome);
         // Dead letters are counted by reason below.
@@ -401,14 +399,17 @@ fn record_metrics(messages: &[BorrowedMessage<'_>], outputs: &Outputs, started: 
     let mut rewards: Vec<(&str, u64)> = Vec::new();
     for output in &outputs.records {
         if let OutputKind::Reward { program, .. } = &output.kind {
-            match rewards.iter_mut().find(|(p, _)| *p == program.as_str()) {
+            let program = outputs.text(*program);
+            match rewards.iter_mut().find(|(p, _)| *p == program) {
                 Some((_, n)) => *n += 1,
-                None => rewards.push((program.as_str(), 1)),
+                None => rewards.push((program, 1)),
             }
         }
     }
+    let mut total = 0;
     for (program, n) in rewards {
         metrics::counter!(metric::REWARDS_TOTAL, metric::label::PROGRAM => program.to_owned()).increment(n);
+        total += n;
     }
     metrics::histogram!(metric::BATCH_EVENTS).record(messages.len() as f64);
     metrics::histogram!(metric::BATCH_DURATION_SECONDS).record(started.elapsed().as_secs_f64());
@@ -419,4 +420,5 @@ fn record_metrics(messages: &[BorrowedMessage<'_>], outputs: &Outputs, started: 
             latency.record((now_ms - at).max(0) as f64 / 1000.0);
         }
     }
+    total
 }

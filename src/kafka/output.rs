@@ -35,8 +35,16 @@ pub struct Output {
 
 #[derive(Debug, Clone)]
 pub enum OutputKind {
-    /// A reward event: `payload` is a range of [`Outputs::bytes`].
-    Reward { payload: (usize, usize), key: (usize, usize), program: String, kind: &'static str, rules_version: String },
+    /// A reward event. `payload`, `key`, `program` and `rules_version` are
+    /// ranges of [`Outputs::bytes`]: a batch's outputs take no allocation
+    /// per event once its buffers have grown.
+    Reward {
+        payload: (usize, usize),
+        key: (usize, usize),
+        program: (usize, usize),
+        kind: &'static str,
+        rules_version: (usize, usize),
+    },
     /// The input message, unchanged.
     DeadLetter { error: DecodeError },
 }
@@ -103,18 +111,19 @@ impl Outputs {
     ) {
         let payload = self.push_bytes(reward);
         let key = self.push_bytes(event.member_id.unwrap_or_default().as_bytes());
-        let kind = OutputKind::Reward {
-            payload,
-            key,
-            program: program.id.clone(),
-            kind: event.kind.as_str(),
-            rules_version: rules_version.to_owned(),
-        };
+        let program = self.push_bytes(program.id.as_bytes());
+        let rules_version = self.push_bytes(rules_version.as_bytes());
+        let kind = OutputKind::Reward { payload, key, program, kind: event.kind.as_str(), rules_version };
         self.records.push(Output { message, kind });
     }
 
     pub fn slice(&self, range: (usize, usize)) -> &[u8] {
         self.bytes.get(range.0..range.1).unwrap_or_default()
+    }
+
+    /// A range that holds text (a program id, a rules version).
+    pub fn text(&self, range: (usize, usize)) -> &str {
+        std::str::from_utf8(self.slice(range)).unwrap_or_default()
     }
 }
 
