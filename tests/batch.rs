@@ -4,42 +4,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io;
+mod support;
+
 use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::Value;
 
 use loyalty_scorer::batch::BatchScorer;
-use loyalty_scorer::output::write_dead_letter;
-use loyalty_scorer::pipeline::{Disposition, Sink};
 use loyalty_scorer::rules::engine::Settings;
 use loyalty_scorer::rules::{ProgramSet, load};
 use loyalty_scorer::state::memory::MemoryStore;
 use loyalty_scorer::state::{BatchStore, MemberKey, Reservation, StoreError, Versioned, Write};
-
-#[derive(Default)]
-struct Lines {
-    rewards: Vec<Value>,
-    dead: Vec<Value>,
-}
-
-impl Sink for Lines {
-    fn accept(&mut self, position: u64, message: &[u8], d: Disposition<'_>) -> io::Result<()> {
-        match d {
-            Disposition::Scored { reward, .. } | Disposition::Repeat { reward, .. } => {
-                self.rewards.push(serde_json::from_slice(reward).expect("reward JSON"));
-            }
-            Disposition::Anonymous { .. } => {}
-            Disposition::Dead(error) => {
-                let mut line = Vec::new();
-                write_dead_letter(&mut line, position, message, &error);
-                self.dead.push(serde_json::from_slice(&line).expect("dead letter JSON"));
-            }
-        }
-        Ok(())
-    }
-}
+use support::lines::Lines;
 
 fn example(name: &str) -> (ProgramSet, Vec<String>, Vec<Value>, Vec<Value>) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);

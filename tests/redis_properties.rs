@@ -10,7 +10,6 @@ mod support;
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -19,14 +18,14 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::Value;
 
 use loyalty_scorer::batch::BatchScorer;
-use loyalty_scorer::output::write_dead_letter;
-use loyalty_scorer::pipeline::{Disposition, Scorer, Sink};
+use loyalty_scorer::pipeline::Scorer;
 use loyalty_scorer::rules::engine::Settings;
 use loyalty_scorer::rules::model::Caps;
 use loyalty_scorer::rules::{Program, ProgramSet, load};
 use loyalty_scorer::state::memory::MemoryStore;
 use loyalty_scorer::state::redis::RedisStore;
 use loyalty_scorer::state::{BatchStore, MemberKey, MemberState};
+use support::lines::Lines;
 use support::redis::{RedisServer, Reply};
 use support::streams::{lifecycle_program, lifecycle_step, render_with};
 
@@ -44,30 +43,6 @@ const EXTRA: &[&str] = &[
     r#"{"event_id":"J3","kind":"refund","member_id":"M0","occurred_at":"2026-03-01T10:00:00Z","currency":"EUR","total":"1.00"}"#,
     r#"{"event_id":"J4","kind":"refund","original_event_id":"NONE","member_id":"M1","occurred_at":"2026-03-01T10:00:00Z","currency":"EUR","total":"5.00"}"#,
 ];
-
-/// Reward lines and dead letters as JSON values, in input order.
-#[derive(Debug, Default)]
-struct Lines {
-    rewards: Vec<Value>,
-    dead: Vec<Value>,
-}
-
-impl Sink for Lines {
-    fn accept(&mut self, position: u64, message: &[u8], d: Disposition<'_>) -> io::Result<()> {
-        match d {
-            Disposition::Scored { reward, .. } | Disposition::Repeat { reward, .. } => {
-                self.rewards.push(serde_json::from_slice(reward).expect("reward JSON"));
-            }
-            Disposition::Anonymous { .. } => {}
-            Disposition::Dead(error) => {
-                let mut line = Vec::new();
-                write_dead_letter(&mut line, position, message, &error);
-                self.dead.push(serde_json::from_slice(&line).expect("dead letter JSON"));
-            }
-        }
-        Ok(())
-    }
-}
 
 fn golden(name: &str) -> Program {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name).join("rules.toml");

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod lines;
 pub mod redis;
 pub mod schema;
 pub mod streams;
