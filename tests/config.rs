@@ -400,3 +400,37 @@ fn redis_tls_files_are_checked_against_each_other_and_the_url() {
     let found = problems(REQUIRED, &[], &[("redis.tls_ca_file", &ca)]);
     assert!(found.iter().any(|p| p.contains("redis.tls_ca_file") && p.contains("does not use TLS")), "{found:?}");
 }
+
+/// SASL/SCRAM over TLS, set in the file and the environment, reaches
+/// librdkafka whole, and librdkafka (built with TLS and SCRAM) takes it.
+#[test]
+fn kafka_sasl_scram_over_tls_reaches_librdkafka() {
+    use rdkafka::consumer::BaseConsumer;
+    use rdkafka::producer::BaseProducer;
+
+    let text = format!(
+        "{REQUIRED}\n[kafka.properties]\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.mechanism\" = \"SCRAM-SHA-512\"\n\"sasl.username\" = \"scorer\"\n"
+    );
+    let config = load(&text, &[("LOYALTY_SCORER__KAFKA__PROPERTIES__SASL_PASSWORD", "hunter2")], &[]);
+    for client in
+        [loyalty_scorer::kafka::consumer_config(&config.kafka), loyalty_scorer::kafka::producer_config(&config.kafka)]
+    {
+        assert_eq!(client.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(client.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+        assert_eq!(client.get("sasl.username"), Some("scorer"));
+        assert_eq!(client.get("sasl.password"), Some("hunter2"));
+    }
+    loyalty_scorer::kafka::consumer_config(&config.kafka).create::<BaseConsumer>().expect("a SASL_SSL consumer");
+    loyalty_scorer::kafka::producer_config(&config.kafka).create::<BaseProducer>().expect("a SASL_SSL producer");
+
+    // A mechanism librdkafka does not know is refused when the client is made.
+    let text = text.replace("SCRAM-SHA-512", "SCRAM-MD5");
+    let config = load(&text, &[("LOYALTY_SCORER__KAFKA__PROPERTIES__SASL_PASSWORD", "hunter2")], &[]);
+    let Err(error) = loyalty_scorer::kafka::consumer_config(&config.kafka).create::<BaseConsumer>() else {
+        panic!("librdkafka took an unknown SASL mechanism");
+    };
+    assert!(
+        error.to_string().contains("SCRAM-MD5") || error.to_string().to_lowercase().contains("mechanism"),
+        "{error}"
+    );
+}
