@@ -16,8 +16,8 @@ pub async fn watch_signals(token: CancellationToken) -> std::io::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: finishing the batch in flight, then stopping"),
-        _ = int.recv() => tracing::info!("SIGINT: finishing the batch in flight, then stopping"),
+        _ = term.recv() => tracing::info!("SIGTERM: finishing the batches in flight, then stopping"),
+        _ = int.recv() => tracing::info!("SIGINT: finishing the batches in flight, then stopping"),
     }
     token.cancel();
     tokio::select! {

@@ -78,7 +78,7 @@ async fn serve(config: Config, programs: crate::rules::ProgramSet) -> anyhow::Re
     let result = tokio::select! {
         result = &mut daemon => result,
         () = async { token.cancelled().await; tokio::time::sleep(timeout).await } => {
-            tracing::error!(timeout_ms = timeout.as_millis() as u64, "shutdown timed out; stopping with the batch in flight uncommitted (it will be redelivered)");
+            tracing::error!(timeout_ms = timeout.as_millis() as u64, "shutdown timed out; stopping with the batches in flight uncommitted (they will be redelivered)");
             return Ok(ExitCode::from(1));
         }
     };

@@ -45,8 +45,10 @@ pub enum OutputKind {
         kind: &'static str,
         rules_version: (usize, usize),
     },
-    /// The input message, unchanged.
-    DeadLetter { error: DecodeError },
+    /// The input message, unchanged: `payload` and `key` are ranges of
+    /// [`Outputs::bytes`] (a batch's outputs outlive its messages while
+    /// they wait for their acknowledgements), with where it came from.
+    DeadLetter { error: DecodeError, payload: (usize, usize), key: Option<(usize, usize)>, partition: i32, offset: i64 },
 }
 
 /// Counts of a batch's outcomes, for the metrics (counted once per batch).
@@ -121,6 +123,23 @@ impl Outputs {
         self.bytes.get(range.0..range.1).unwrap_or_default()
     }
 
+    /// Fills in where each dead letter came from: its message's partition,
+    /// offset and key (copied, as the payload is).
+    pub fn attach_sources(&mut self, sources: &[Source<'_>]) {
+        for i in 0..self.records.len() {
+            let Some(source) = sources.get(self.records[i].message).copied() else { continue };
+            if !matches!(self.records[i].kind, OutputKind::DeadLetter { .. }) {
+                continue;
+            }
+            let copied = source.key.map(|k| self.push_bytes(k));
+            if let OutputKind::DeadLetter { key, partition, offset, .. } = &mut self.records[i].kind {
+                *key = copied;
+                *partition = source.partition;
+                *offset = source.offset;
+            }
+        }
+    }
+
     /// A range that holds text (a program id, a rules version).
     pub fn text(&self, range: (usize, usize)) -> &str {
         std::str::from_utf8(self.slice(range)).unwrap_or_default()
@@ -128,7 +147,7 @@ impl Outputs {
 }
 
 impl Sink for Outputs {
-    fn accept(&mut self, position: u64, _message: &[u8], disposition: Disposition<'_>) -> io::Result<()> {
+    fn accept(&mut self, position: u64, message_bytes: &[u8], disposition: Disposition<'_>) -> io::Result<()> {
         // Positions are the batch's indices + 1 (see `Daemon::score`).
         let message = usize::try_from(position.saturating_sub(1)).map_err(io::Error::other)?;
         match disposition {
@@ -161,7 +180,9 @@ impl Sink for Outputs {
             Disposition::Anonymous { .. } => self.tally.anonymous += 1,
             Disposition::Dead(error) => {
                 self.tally.dead_lettered += 1;
-                self.records.push(Output { message, kind: OutputKind::DeadLetter { error } });
+                let payload = self.push_bytes(message_bytes);
+                let kind = OutputKind::DeadLetter { error, payload, key: None, partition: -1, offset: -1 };
+                self.records.push(Output { message, kind });
             }
         }
         Ok(())
