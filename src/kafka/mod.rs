@@ -133,9 +133,11 @@ impl ClientContext for ScorerContext {
 
 impl ConsumerContext for ScorerContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        // The callback runs inside the consumer's poll, between batches:
-        // nothing of the revoked partitions is in flight, and what is
-        // finished is stored. Commit it now, so the next owner starts after it.
+        // The callback runs inside the consumer's poll. What is finished is
+        // stored: commit it now, so the next owner starts after it. Batches
+        // of these partitions still waiting for acknowledgements store
+        // nothing once the partitions are gone; their events go to the next
+        // owner again, which recognises them as repeats.
         if let Rebalance::Revoke(partitions) = rebalance {
             // The next owner reports the lag of these partitions from now on;
             // this member's last figure would otherwise stay exported.
