@@ -35,7 +35,7 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use loyalty_scorer::config::Config;
 
-use self::measure::{Clock, Produced, Read, SentTimes};
+use self::measure::{Clock, Offer, Produced, Read, SentTimes};
 use self::services::{RedisServer, Tansu, Usage, usage};
 use self::stream::{Index, OutputKind, Stream};
 
@@ -85,7 +85,7 @@ pub struct Options {
     /// Events in the stream [default: 100000; 5000 with --smoke].
     #[arg(long)]
     pub events: Option<u64>,
-    /// Events offered to the unbatched mode, the first of the stream [default: 10000, at most --events; 500 with --smoke].
+    /// Events offered to the unbatched mode, the first of the stream [default: 5000, at most --events; 500 with --smoke].
     #[arg(long)]
     pub unbatched_events: Option<u64>,
     /// Distinct members [default: 50000; 1000 with --smoke].
@@ -170,7 +170,7 @@ impl Plan {
             events,
             unbatched_events: options
                 .unbatched_events
-                .unwrap_or(if options.smoke { 500 } else { 10_000 })
+                .unwrap_or(if options.smoke { 500 } else { 5_000 })
                 .clamp(1, events),
             members: options.members.unwrap_or(if options.smoke { 1_000 } else { 50_000 }),
             seed: options.seed,
@@ -597,34 +597,37 @@ async fn run_mode(
         })
     }
     .context("starting the output reader")?;
-    let warm_up = measure::warm_up_lines(WARM_UP_PER_PARTITION * cx.plan.partitions as usize);
-    let warm_up_started = Instant::now();
-    measure::produce_warm_up(brokers, &names.input, &warm_up).await?;
-    let deadline = warm_up_started + WARM_UP_DEADLINE;
-    while warmed.load(Ordering::Relaxed) < warm_up.len() {
-        sut.check_alive()?;
-        if reader.is_finished() || Instant::now() > deadline {
-            bail!(
-                "{} of {} warm-up events came through within {WARM_UP_DEADLINE:?}",
-                warmed.load(Ordering::Relaxed),
-                warm_up.len()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let warm_up_seconds = warm_up_started.elapsed().as_secs_f64();
-
     let own: Vec<(&'static str, u32)> = cx.setup.processes();
-    let sut_before = sut.pid().and_then(usage);
-    let cpu_before = cpu_of(&own, sut.pid());
+    let offer = Offer {
+        topic: names.input.clone(),
+        lines: cx.lines,
+        rate: cx.plan.rate,
+        warm_up: measure::warm_up_lines(WARM_UP_PER_PARTITION * cx.plan.partitions as usize),
+    };
+    let warm_up_events = offer.warm_up.len();
+    let warm_up_started = Instant::now();
     let producer = {
-        let (brokers, topic, rate) = (brokers.to_owned(), names.input.clone(), cx.plan.rate);
-        let (sent, mode_stop, stream, lines) = (sent.clone(), mode_stop.clone(), stream.clone(), cx.lines);
+        let brokers = brokers.to_owned();
+        let (sent, mode_stop, stream, warmed) = (sent.clone(), mode_stop.clone(), stream.clone(), warmed.clone());
         std::thread::Builder::new()
             .name("load-producer".into())
-            .spawn(move || measure::produce(&brokers, &topic, &stream, lines, rate, &sent, clock, &mode_stop))
+            .spawn(move || measure::produce(&brokers, &offer, &stream, &sent, clock, &warmed, &mode_stop))
     }
     .context("starting the load producer")?;
+    let deadline = warm_up_started + WARM_UP_DEADLINE;
+    while warmed.load(Ordering::Relaxed) < warm_up_events {
+        sut.check_alive()?;
+        if reader.is_finished() || producer.is_finished() || Instant::now() > deadline {
+            bail!(
+                "{} of {warm_up_events} warm-up events came through within {WARM_UP_DEADLINE:?}",
+                warmed.load(Ordering::Relaxed)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let warm_up_seconds = warm_up_started.elapsed().as_secs_f64();
+    let sut_before = sut.pid().and_then(usage);
+    let cpu_before = cpu_of(&own, sut.pid());
 
     let deadline = Instant::now() + Duration::from_secs(cx.plan.max_seconds);
     let mut timed_out = false;
@@ -707,7 +710,7 @@ mod tests {
         assert_eq!((given.events, given.unbatched_events, given.max_seconds), (300, 300, 30));
         assert_eq!(given.modes, [Mode::Scorer, Mode::Passthrough]);
         let full = plan(&["--property", "linger.ms=1", "--property", "fetch.wait.max.ms=20"]);
-        assert_eq!((full.events, full.unbatched_events, full.max_seconds), (100_000, 10_000, 120));
+        assert_eq!((full.events, full.unbatched_events, full.max_seconds), (100_000, 5_000, 120));
         assert!(full.properties.contains(&("linger.ms".to_owned(), "1".to_owned())));
         let cli = Cli::try_parse_from(["drive", "--property", "linger.ms"]).expect("arguments");
         assert!(Plan::from(&cli.options).is_err(), "a property without a value");
