@@ -1,5 +1,6 @@
 //! The report's two plots, as SVG: outputs read per second over the run
-//! (one line per mode), and the latency percentile curve (HDR style: the
+//! (one line per mode; log scale, as the modes differ by orders of
+//! magnitude), and the latency percentile curve (HDR style: the
 //! x axis is 1 / (1 - percentile) on a log scale, so 90%, 99%, 99.9% are
 //! evenly spaced; latency on a log scale).
 //!
@@ -18,9 +19,9 @@ fn colour(i: usize) -> RGBColor {
 }
 
 /// The width of the throughput plot's windows: a second, or a tenth of
-/// one when no mode lasted 20 s (a smoke run would show a point or two).
+/// one when a mode lasted less than 20 s (it would show a point or two).
 pub fn window_seconds(outcomes: &[Outcome]) -> f64 {
-    if outcomes.iter().any(|o| o.seconds >= 20.0) { 1.0 } else { 0.1 }
+    if outcomes.iter().all(|o| o.seconds >= 20.0) { 1.0 } else { 0.1 }
 }
 
 /// (window middle, outputs per second in the window) from the mode's first
@@ -57,7 +58,7 @@ fn draw_throughput(svg: &mut String, outcomes: &[Outcome]) -> anyhow::Result<()>
     let window = window_seconds(outcomes);
     let series: Vec<Vec<(f64, f64)>> = outcomes.iter().map(|o| per_window(o, window)).collect();
     let x_max = outcomes.iter().map(|o| o.seconds).fold(window, f64::max);
-    let y_max = series.iter().flatten().map(|p| p.1).fold(1.0, f64::max) * 1.1;
+    let y_max = series.iter().flatten().map(|p| p.1).fold(10.0, f64::max) * 2.0;
     let root = SVGBackend::with_string(svg, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
     let mut chart = ChartBuilder::on(&root)
@@ -65,7 +66,7 @@ fn draw_throughput(svg: &mut String, outcomes: &[Outcome]) -> anyhow::Result<()>
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(70)
-        .build_cartesian_2d(0f64..x_max, 0f64..y_max)
+        .build_cartesian_2d(0f64..x_max, (1f64..y_max).log_scale())
         .map_err(|e| anyhow!("{e}"))?;
     chart
         .configure_mesh()
@@ -77,13 +78,15 @@ fn draw_throughput(svg: &mut String, outcomes: &[Outcome]) -> anyhow::Result<()>
     for (i, (o, points)) in outcomes.iter().zip(series).enumerate() {
         let style = colour(i).stroke_width(2);
         chart
-            .draw_series(LineSeries::new(points, style))
+            // A window without outputs sits on the axis.
+            .draw_series(LineSeries::new(points.into_iter().map(|(x, y)| (x, y.max(1.0))), style))
             .map_err(|e| anyhow!("{e}"))?
             .label(o.mode.name())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
     }
     chart
         .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()
