@@ -4,8 +4,12 @@
 //! popularity, baskets of 1-20 lines across categories, refunds of earlier
 //! purchases, redemptions, repeated deliveries and a small share of invalid
 //! events, several merchants, stores and channels. Deterministic for a seed.
+//!
+//! `loadtest drive` is the end-to-end load test: a broker, Redis, the real
+//! daemon, events/s and latency percentiles, a report with plots (`drive`).
 
 use loyalty_scorer::generate;
+mod drive;
 mod redis_memory;
 mod redis_reference;
 mod resp;
@@ -32,6 +36,9 @@ enum Command {
     RedisReference(redis_reference::Options),
     /// Write N copies of a typical member's state to Redis and report its memory.
     RedisMemory(redis_memory::Options),
+    /// The end-to-end load test: passthrough, unbatched and batched scorer
+    /// against a broker and Redis; writes a report with plots.
+    Drive(drive::Options),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -50,5 +57,6 @@ fn main() -> anyhow::Result<()> {
         }
         Command::RedisReference(options) => redis_reference::main(&options),
         Command::RedisMemory(options) => redis_memory::main(&options),
+        Command::Drive(options) => drive::main(&options),
     }
 }

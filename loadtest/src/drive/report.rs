@@ -1,0 +1,385 @@
+//! The report folder: `report.md` (machine, command, client settings, one
+//! row per mode, ratios), the plots (`plot`), and the summary printed at the
+//! end. Secrets of the client settings are shown as `***`.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::Context;
+use loyalty_scorer::config::is_secret_property;
+use rdkafka::config::ClientConfig;
+
+use super::{Mode, Outcome, Run, plot};
+
+/// The client settings as configured, sorted; the brokers' address (a
+/// loopback port) left out, secrets redacted.
+pub fn settings(config: &ClientConfig) -> Vec<(String, String)> {
+    config
+        .config_map()
+        .into_iter()
+        .filter(|(k, _)| *k != "bootstrap.servers")
+        .map(|(k, v)| (k.to_owned(), if is_secret_property(k) { "***".to_owned() } else { v.to_owned() }))
+        .collect()
+}
+
+fn ms(us: u64) -> String {
+    let ms = us as f64 / 1000.0;
+    if ms >= 100.0 { format!("{ms:.0}") } else { format!("{ms:.1}") }
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.0}", bytes as f64 / (1 << 20) as f64)
+}
+
+/// p50, p90, p99, p99.9 and max, in ms.
+fn percentiles(o: &Outcome) -> [String; 5] {
+    let h = &o.read.latency;
+    if h.is_empty() {
+        return std::array::from_fn(|_| "-".to_owned());
+    }
+    [
+        ms(h.value_at_quantile(0.5)),
+        ms(h.value_at_quantile(0.9)),
+        ms(h.value_at_quantile(0.99)),
+        ms(h.value_at_quantile(0.999)),
+        ms(h.max()),
+    ]
+}
+
+fn outputs_cell(o: &Outcome) -> String {
+    let got = o.read.finished_us.len();
+    if o.complete() { format!("{got}") } else { format!("**{got} of {}: timed out**", o.expected) }
+}
+
+/// The line printed when a mode ends.
+pub fn one_line(o: &Outcome) -> String {
+    let [p50, p90, p99, _, max] = percentiles(o);
+    let status = if o.complete() {
+        "complete".to_owned()
+    } else {
+        format!("TIMED OUT: {} of {} outputs", o.read.finished_us.len(), o.expected)
+    };
+    format!(
+        "  {}: {} events in {:.2} s, {:.0} events/s (input acknowledged in {:.2} s); latency p50 {p50} ms, p90 {p90} ms, p99 {p99} ms, max {max} ms; {status}",
+        o.mode.name(),
+        o.events,
+        o.seconds,
+        o.events_per_second(),
+        o.input_seconds()
+    )
+}
+
+fn find(outcomes: &[Outcome], mode: Mode) -> Option<&Outcome> {
+    outcomes.iter().find(|o| o.mode == mode)
+}
+
+/// (label, value) of scorer/passthrough and scorer/unbatched, when measured.
+fn ratios(outcomes: &[Outcome]) -> Vec<(String, f64)> {
+    let mut all = Vec::new();
+    let Some(scorer) = find(outcomes, Mode::Scorer) else { return all };
+    for base in [Mode::Passthrough, Mode::Unbatched] {
+        if let Some(b) = find(outcomes, base) {
+            all.push((
+                format!("scorer / {} events/s", base.name()),
+                scorer.events_per_second() / b.events_per_second(),
+            ));
+            // Offered fewer events, a mode queues less: its latency is not comparable.
+            if b.events == scorer.events && !scorer.read.latency.is_empty() && !b.read.latency.is_empty() {
+                let p99 = |o: &Outcome| o.read.latency.value_at_quantile(0.99) as f64;
+                all.push((format!("scorer / {} p99 latency", base.name()), p99(scorer) / p99(b)));
+            }
+        }
+    }
+    all
+}
+
+/// The table of modes, in Markdown.
+fn table(outcomes: &[Outcome]) -> String {
+    let mut t = String::from(
+        "| mode | events | outputs read | seconds | events/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | RSS start MiB | RSS end MiB | peak RSS MiB |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for o in outcomes {
+        let [p50, p90, p99, p999, max] = percentiles(o);
+        let (start, end, peak) = match &o.sut {
+            Some((a, b)) => (mib(a.rss), mib(b.rss), mib(b.peak_rss)),
+            None => ("-".into(), "-".into(), "-".into()),
+        };
+        let _ = writeln!(
+            t,
+            "| {} | {} | {} | {:.2} | {:.0} | {p50} | {p90} | {p99} | {p999} | {max} | {start} | {end} | {peak} |",
+            o.mode.name(),
+            o.events,
+            outputs_cell(o),
+            o.seconds,
+            o.events_per_second(),
+        );
+    }
+    t
+}
+
+/// The summary printed at the end: the table, the ratios, the verdicts.
+pub fn summary(run: &Run, outcomes: &[Outcome]) -> String {
+    let mut s = String::new();
+    let rate =
+        if run.plan.rate == 0 { "as fast as possible".to_owned() } else { format!("{} events/s", run.plan.rate) };
+    let _ = writeln!(
+        s,
+        "{:<12} {:>8} {:>10} {:>9} {:>8} {:>8} {:>8} {:>9} {:>8}  RSS MiB",
+        "mode", "events", "events/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "outputs"
+    );
+    for o in outcomes {
+        let [p50, p90, p99, p999, max] = percentiles(o);
+        let rss = o.sut.as_ref().map_or("-".to_owned(), |(a, b)| format!("{} -> {}", mib(a.rss), mib(b.rss)));
+        let outputs =
+            if o.complete() { "all".to_owned() } else { format!("{}/{}", o.read.finished_us.len(), o.expected) };
+        let _ = writeln!(
+            s,
+            "{:<12} {:>8} {:>10.0} {p50:>9} {p90:>8} {p99:>8} {p999:>8} {max:>9} {outputs:>8}  {rss}",
+            o.mode.name(),
+            o.events,
+            o.events_per_second()
+        );
+    }
+    for (label, value) in ratios(outcomes) {
+        let _ = writeln!(s, "{label}: {value:.2}");
+    }
+    let _ = writeln!(s, "offered: {rate}, {} partitions", run.plan.partitions);
+    for line in verdicts(outcomes) {
+        let _ = writeln!(s, "{line}");
+    }
+    s
+}
+
+/// Sentences that say what the figures mean when it is not flattering.
+fn verdicts(outcomes: &[Outcome]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for o in outcomes.iter().filter(|o| !o.complete()) {
+        lines.push(format!(
+            "{} timed out: {} of {} outputs after {:.0} s; its events/s counts only the events whose outputs arrived.",
+            o.mode.name(),
+            o.read.finished_us.len(),
+            o.expected,
+            o.seconds
+        ));
+    }
+    if let (Some(s), Some(p)) = (find(outcomes, Mode::Scorer), find(outcomes, Mode::Passthrough)) {
+        let r = s.events_per_second() / p.events_per_second();
+        if r < 0.5 {
+            lines.push(format!(
+                "The scorer is far below the passthrough: {:.0}% of the rate the broker and the same clients allow here.",
+                r * 100.0
+            ));
+        }
+    }
+    for o in outcomes.iter().filter(|o| o.complete() && o.seconds < o.input_seconds() * 1.2) {
+        lines.push(format!(
+            "{} kept up with the load producer (its last output came within 20% of the time the input took to be acknowledged): its rate is a lower bound of what it can do.",
+            o.mode.name()
+        ));
+    }
+    for o in outcomes.iter().filter(|o| o.read.extra > 0) {
+        lines.push(format!("{}: {} outputs read twice (redelivered).", o.mode.name(), o.read.extra));
+    }
+    for o in outcomes.iter().filter(|o| o.produced.failed > 0) {
+        lines.push(format!(
+            "{}: {} input records were not acknowledged by the broker.",
+            o.mode.name(),
+            o.produced.failed
+        ));
+    }
+    lines
+}
+
+fn first_line(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or_default().trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name")?.split_once(':').map(|(_, v)| v.trim().to_owned()))
+        .unwrap_or_else(|| "unknown".to_owned());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let memory = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or_else(|| "unknown".to_owned(), |kib| format!("{:.1} GiB", kib as f64 / (1 << 20) as f64));
+    let nproc = first_line("nproc", &[]);
+    format!("{nproc} CPUs (nproc), {model}, {memory} of memory")
+}
+
+fn settings_block(s: &mut String, title: &str, settings: &[(String, String)]) {
+    let _ = writeln!(s, "{title}:\n\n```");
+    for (k, v) in settings {
+        let _ = writeln!(s, "{k} = {v}");
+    }
+    let _ = writeln!(s, "```\n");
+}
+
+/// Writes `report.md`, `throughput.svg` and `latency.svg` into `out`.
+pub fn write(out: &Path, run: &Run, outcomes: &[Outcome]) -> anyhow::Result<()> {
+    std::fs::write(out.join("throughput.svg"), plot::throughput(outcomes)?).context("writing throughput.svg")?;
+    std::fs::write(out.join("latency.svg"), plot::latency(outcomes)?).context("writing latency.svg")?;
+    std::fs::write(out.join("report.md"), markdown(run, outcomes)).context("writing report.md")?;
+    Ok(())
+}
+
+/// `report.md`.
+pub fn markdown(run: &Run, outcomes: &[Outcome]) -> String {
+    let mut s = String::from("# loyalty-scorer load test\n\n");
+    let _ = writeln!(s, "```\n{}\n```\n", run.command_line);
+    let _ = writeln!(s, "## Machine\n");
+    let _ = writeln!(s, "- {}", machine());
+    let _ = writeln!(
+        s,
+        "- load average when the run started: {} (other work on the machine shares its cores)",
+        run.load_average
+    );
+    let broker = if run.own_broker {
+        format!(
+            "{}, in-memory storage, one started for each mode on a loopback port",
+            first_line(&super::services::tansu_program().to_string_lossy(), &["--version"])
+        )
+    } else {
+        "the brokers given with --brokers".to_owned()
+    };
+    let redis = if run.own_redis {
+        format!("{}, no persistence, one started for each mode", first_line("redis-server", &["--version"]))
+    } else {
+        "the server given with --redis, a fresh key prefix for each mode".to_owned()
+    };
+    let _ = writeln!(s, "- broker: {broker}");
+    let _ = writeln!(s, "- Redis: {redis}");
+    if let Some(bin) = &run.scorer_bin {
+        let profile =
+            if bin.components().any(|c| c.as_os_str() == "release") { "release build" } else { "debug build" };
+        let _ = writeln!(s, "- scorer: `{}` ({profile})", bin.display());
+    }
+    let _ = writeln!(
+        s,
+        "- the load producer, the output reader, the passthrough, the broker, Redis and the scorer all share these cores\n"
+    );
+
+    let p = &run.plan;
+    let (min, mean, max) = run.stream_sizes;
+    let (rewards, dead, anonymous) = run.expected;
+    let _ = writeln!(s, "## Stream\n");
+    let _ = writeln!(
+        s,
+        "{} generated events (seed {}, {} members, Zipf 1.1), {min} to {max} bytes, mean {mean}: {rewards} become reward events, {dead} dead letters, {anonymous} are anonymous sales (no output). The unbatched mode is offered the first {} of them. Offered {} into {} partitions per topic; every mode on fresh topics and fresh Redis keys.\n",
+        p.events,
+        p.seed,
+        p.members,
+        p.unbatched_events,
+        if p.rate == 0 { "as fast as the broker takes them".to_owned() } else { format!("at {} events/s", p.rate) },
+        p.partitions
+    );
+    let _ = writeln!(s, "## Results\n");
+    s.push_str(&table(outcomes));
+    s.push('\n');
+    let _ = writeln!(
+        s,
+        "Latency: from the moment the load producer hands an event to its client to the moment the output reader reads the event's reward (or dead letter, or for the passthrough the copy) back. events/s: events offered / (last output read - first event produced). RSS: the daemon's VmRSS when it was ready and when the last output arrived, and its VmHWM; the passthrough runs inside the driver and has none of its own.\n"
+    );
+    if find(outcomes, Mode::Unbatched).is_some() {
+        let _ = writeln!(
+            s,
+            "Unbatched, the daemon finishes each event (two Redis round trips, then a produce and its acknowledgement, `linger.ms` included) before it reads the next; batches share those round trips among up to `batching.max_batch_events` events.\n"
+        );
+    }
+    let ratios = ratios(outcomes);
+    if !ratios.is_empty() {
+        for (label, value) in &ratios {
+            let _ = writeln!(s, "- {label}: **{value:.2}**");
+        }
+        s.push('\n');
+    }
+    for line in verdicts(outcomes) {
+        let _ = writeln!(s, "{line}\n");
+    }
+    let _ = writeln!(s, "CPU seconds used during each mode (from the first event produced to the last output read):\n");
+    let _ = writeln!(
+        s,
+        "| mode | scorer | broker | redis | driver (load producer, output reader{}) |\n|---|---:|---:|---:|---:|",
+        if outcomes.iter().any(|o| o.mode == Mode::Passthrough) { "; passthrough in its mode" } else { "" }
+    );
+    for o in outcomes {
+        let cell =
+            |name: &str| o.cpu.iter().find(|(n, _)| *n == name).map_or("-".to_owned(), |(_, v)| format!("{v:.1}"));
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} |",
+            o.mode.name(),
+            cell("scorer"),
+            cell("broker"),
+            cell("redis"),
+            cell("driver")
+        );
+    }
+    s.push('\n');
+    let warm_up = super::WARM_UP_PER_PARTITION * p.partitions as usize;
+    for o in outcomes {
+        let _ = write!(
+            s,
+            "- {}: {warm_up} warm-up events (purchases of their own members) came through in {:.2} s before the stream, not counted",
+            o.mode.name(),
+            o.warm_up_seconds
+        );
+        match &o.exit {
+            Some(exit) => {
+                let _ = writeln!(s, "; the daemon's stop: {exit}");
+            }
+            None => s.push('\n'),
+        }
+    }
+    s.push('\n');
+
+    let _ = writeln!(s, "## Plots\n\n![throughput](throughput.svg)\n\n![latency](latency.svg)\n");
+    let _ = writeln!(s, "## Client settings\n");
+    let _ = writeln!(
+        s,
+        "The passthrough and the daemon build their clients with `loyalty_scorer::kafka::consumer_config` and `producer_config` from configurations that differ in names and batching only (`<mode>.toml` beside this report). librdkafka properties of the configuration: {}.\n",
+        if p.properties.is_empty() {
+            "none (the scorer's defaults)".to_owned()
+        } else {
+            p.properties.iter().map(|(k, v)| format!("`{k} = {v}`")).collect::<Vec<_>>().join(", ")
+        }
+    );
+    if let Some(o) = outcomes.first() {
+        settings_block(&mut s, "Consumer (group id and topics differ per mode)", &o.consumer);
+        settings_block(&mut s, "Producer", &o.producer);
+    }
+    settings_block(
+        &mut s,
+        "Load producer (not part of what is measured)",
+        &settings(&super::measure::load_producer_config("-")),
+    );
+    settings_block(
+        &mut s,
+        "Output reader (every partition assigned, no group)",
+        &settings(&super::measure::reader_config("-", "lt-<run>-<mode>-reader")),
+    );
+    s
+}
+
+/// The command line as given, quoted where a shell would need it.
+pub fn command_line() -> String {
+    std::env::args()
+        .map(|a| {
+            if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@".contains(c)) {
+                a
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
