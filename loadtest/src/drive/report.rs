@@ -292,7 +292,7 @@ pub fn markdown(run: &Run, outcomes: &[Outcome]) -> String {
     if find(outcomes, Mode::Unbatched).is_some() {
         let _ = writeln!(
             s,
-            "Unbatched, the daemon finishes each event (two Redis round trips, then a produce and its acknowledgement, `linger.ms` included) before it reads the next; batches share those round trips among up to `batching.max_batch_events` events.\n"
+            "Unbatched, every event is a batch of its own: two Redis round trips each, one event at a time, while the acknowledgements of earlier ones are awaited meanwhile; batches share those round trips among up to `batching.max_batch_events` events.\n"
         );
     }
     let ratios = ratios(outcomes);
