@@ -12,7 +12,9 @@
 //! place), so every string of an [`Event`] borrows the buffer. The tape, the
 //! parser's buffers and the items arena are kept across calls; once they
 //! have grown to the largest message seen, decoding a valid event allocates
-//! nothing. Only errors allocate (their `detail`).
+//! nothing. Only errors allocate (their `detail`), and the first message of
+//! ordinary size after a large one (over [`KEPT_MESSAGE_BYTES`]), which
+//! starts again from fresh buffers rather than keep the large ones.
 //!
 //! The items live in a [`bumpalo::Bump`] reset at each call rather than in a
 //! reused `Vec<Item<'a>>`: such a vector would have to be stored in the
@@ -202,7 +204,20 @@ pub struct Decoder {
     /// Tape indexes of the unknown keys of the object being checked for
     /// repeated keys.
     unknown_keys: Vec<usize>,
+    /// Whether the last message was over [`KEPT_MESSAGE_BYTES`].
+    grown: bool,
 }
+
+/// A decoder keeps the buffers that messages up to this size made it grow;
+/// after a larger message it starts afresh at the next smaller one.
+///
+/// The copies, tape and indexes of a message take up to about 30 times its
+/// size (a tape node for each value of `[0,0,...]`), and a batch holds one
+/// decoder per message, kept from batch to batch: without this, one batch
+/// of such messages near the default 64 KiB limit would pin about 2 MB in
+/// each of its 512 decoders, a gigabyte, for the life of the process. Real
+/// events are well under it, so the warm path still allocates nothing.
+pub const KEPT_MESSAGE_BYTES: usize = 4 * 1024;
 
 impl std::fmt::Debug for Decoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -232,6 +247,7 @@ impl Decoder {
             tape: Tape(Vec::with_capacity(expected / 4)),
             items: Bump::with_capacity(64 * size_of::<Item<'static>>()),
             unknown_keys: Vec::with_capacity(16),
+            grown: false,
         }
     }
 
@@ -241,6 +257,11 @@ impl Decoder {
         if message.len() > self.max_message_bytes {
             return Err(DecodeError::new(Reason::TooLarge, ""));
         }
+        let grown = message.len() > KEPT_MESSAGE_BYTES;
+        if self.grown && !grown {
+            *self = Self::new(self.max_message_bytes);
+        }
+        self.grown = grown;
         let Self { buf, scratch, buffers, tape: kept_tape, items, unknown_keys, .. } = self;
         items.reset();
         let mut tape: Tape<'a> = std::mem::replace(kept_tape, Tape(Vec::new())).reset();

@@ -823,3 +823,29 @@ fn items_past_the_limit_are_still_read_for_earlier_reasons() {
     let e = d.decode(purchase(r#""items":[{"amount":"2"},{"amount":"3"}]"#).as_bytes(), &ps).unwrap();
     assert_eq!(e.items.iter().map(|i| i.amount).collect::<Vec<_>>(), [dec("2"), dec("3")]);
 }
+
+/// Bytes held by a decoder's message-sized buffers.
+fn held(d: &Decoder) -> usize {
+    d.buf.capacity() + d.scratch.capacity() + d.tape.0.capacity() * size_of::<Node<'static>>()
+}
+
+#[test]
+fn a_large_message_does_not_pin_its_buffers() {
+    let ps = programs();
+    let mut d = Decoder::default();
+    let small = purchase(r#""items":[{"amount":"1"}]"#);
+    assert!(d.decode(small.as_bytes(), &ps).is_ok());
+    let warm = held(&d);
+    // As many values as fit: a node of the tape for each.
+    let zeros = vec!["0"; 30_000].join(",");
+    let large = purchase(&format!(r#""x":[{zeros}],"y":1e400"#));
+    assert!(large.len() <= DEFAULT_MAX_MESSAGE_BYTES);
+    assert!(d.decode(large.as_bytes(), &ps).is_ok());
+    assert!(held(&d) > 500_000, "{}", held(&d));
+    // A second large message reuses what the first one grew.
+    assert!(d.decode(large.as_bytes(), &ps).is_ok());
+    // The next small message gives it back.
+    let e = d.decode(small.as_bytes(), &ps).unwrap();
+    assert_eq!(e.items.len(), 1);
+    assert_eq!(held(&d), warm);
+}
