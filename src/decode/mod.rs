@@ -12,7 +12,9 @@
 //! place), so every string of an [`Event`] borrows the buffer. The tape, the
 //! parser's buffers and the items arena are kept across calls; once they
 //! have grown to the largest message seen, decoding a valid event allocates
-//! nothing. Only errors allocate (their `detail`).
+//! nothing. Only errors allocate (their `detail`), and the first message of
+//! ordinary size after a large one (over [`KEPT_MESSAGE_BYTES`]), which
+//! starts again from fresh buffers rather than keep the large ones.
 //!
 //! The items live in a [`bumpalo::Bump`] reset at each call rather than in a
 //! reused `Vec<Item<'a>>`: such a vector would have to be stored in the
@@ -25,10 +27,10 @@
 //! Reasons are checked in the contract's order and the first that applies
 //! wins; within one reason the detail names the first bad field in this order:
 //! `event_id`, `kind`, `member_id`, `program`, `merchant_id`, `store_id`,
-//! `channel`, `occurred_at`, `currency`, `total`, `items` (element by element:
-//! `items` for a non-object, then `items.sku`, `items.category`,
-//! `items.quantity`, `items.amount`), `original_event_id`, `points`,
-//! `birth_date`, `reason`.
+//! `channel`, `occurred_at`, `currency`, `total`, `items` (first `items` for
+//! more than [`MAX_ITEMS`] of them, then element by element: `items` for a
+//! non-object, then `items.sku`, `items.category`, `items.quantity`,
+//! `items.amount`), `original_event_id`, `points`, `birth_date`, `reason`.
 //!
 //! - `invalid_json` is a property of the document, decided before `kind` is
 //!   read: a top-level value that is not an object, a key repeated in the
@@ -83,6 +85,22 @@
 //!   `invalid_field` `reason`.
 //! - An adjust's `points` is a JSON integer: `0`, a float (`5.0`), a number
 //!   outside -10^9..=10^9 or a non-number is `invalid_field` `points`.
+//!
+//! # Limits
+//!
+//! Everything one message can make the scorer keep, echo or loop over is
+//! bounded, and going over a bound is a dead letter with the reason the
+//! contract implies (`docs/semantics.md` has the table): the message size
+//! (`too_large`), the nesting depth ([`MAX_DEPTH`], `invalid_json`), and, as
+//! `invalid_field` naming the field, the ids ([`MAX_EVENT_ID_BYTES`],
+//! [`MAX_MEMBER_ID_BYTES`]), the other strings the scorer reads
+//! ([`MAX_NAME_BYTES`]; `reason`, 64 bytes), `occurred_at`
+//! ([`MAX_TIMESTAMP_BYTES`]) and the number of items ([`MAX_ITEMS`]).
+//! [`MAX_NAME_BYTES`], [`MAX_TIMESTAMP_BYTES`] and [`MAX_ITEMS`] are this
+//! crate's: the contract sets no bound there. Numbers have the ranges above.
+//! Only the message size bounds simd-json's tape and indexes, which grow
+//! with the number of JSON values.
+//!
 
 mod number;
 mod timestamp;
@@ -94,7 +112,7 @@ use simd_json::{Buffers, INPUT_PADDING, Node, StaticNode, Tape, fill_tape_padded
 use crate::event::{Event, Item, Kind};
 use crate::rules::ProgramSet;
 
-pub use timestamp::{parse_date, parse_timestamp};
+pub use timestamp::{MAX_TIMESTAMP_BYTES, parse_date, parse_timestamp};
 
 /// The contract's reasons for invalid input, in the order they are checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -145,6 +163,31 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// The deepest nesting accepted, counting the event object as level 1.
 pub const MAX_DEPTH: usize = 128;
 
+/// The longest `event_id` and `original_event_id`, in bytes (the contract's).
+pub const MAX_EVENT_ID_BYTES: usize = 128;
+
+/// The longest `member_id`, in bytes (the contract's).
+pub const MAX_MEMBER_ID_BYTES: usize = 64;
+
+/// The longest `merchant_id`, `store_id`, `channel`, item `sku` and item
+/// `category`, in bytes (`invalid_field` with the field beyond it).
+///
+/// The contract gives these strings no length, but nothing that names a
+/// merchant, store, channel, product or category comes near it: a longer
+/// value is a producer's bug (a document pasted into a field). Unbounded,
+/// one such value would travel in every reward event (`merchant_id`) and
+/// sit in the store with each outcome for the whole retention window.
+pub const MAX_NAME_BYTES: usize = 256;
+
+/// The most items a purchase may list (`invalid_field` `items` beyond it).
+///
+/// Far above any till's receipt. Without it the number of items is bounded
+/// only by the message size, which an operator may raise to 100 MiB: the
+/// items arena of every decoder of a batch (about 56 bytes an item, kept
+/// across batches) and the engine's passes over the basket (one per bonus
+/// rule) would grow with a single hostile message.
+pub const MAX_ITEMS: usize = 1_000;
+
 /// Decodes messages one at a time, reusing its buffers.
 pub struct Decoder {
     max_message_bytes: usize,
@@ -161,7 +204,20 @@ pub struct Decoder {
     /// Tape indexes of the unknown keys of the object being checked for
     /// repeated keys.
     unknown_keys: Vec<usize>,
+    /// Whether the last message was over [`KEPT_MESSAGE_BYTES`].
+    grown: bool,
 }
+
+/// A decoder keeps the buffers that messages up to this size made it grow;
+/// after a larger message it starts afresh at the next smaller one.
+///
+/// The copies, tape and indexes of a message take up to about 30 times its
+/// size (a tape node for each value of `[0,0,...]`), and a batch holds one
+/// decoder per message, kept from batch to batch: without this, one batch
+/// of such messages near the default 64 KiB limit would pin about 2 MB in
+/// each of its 512 decoders, a gigabyte, for the life of the process. Real
+/// events are well under it, so the warm path still allocates nothing.
+pub const KEPT_MESSAGE_BYTES: usize = 4 * 1024;
 
 impl std::fmt::Debug for Decoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -191,6 +247,7 @@ impl Decoder {
             tape: Tape(Vec::with_capacity(expected / 4)),
             items: Bump::with_capacity(64 * size_of::<Item<'static>>()),
             unknown_keys: Vec::with_capacity(16),
+            grown: false,
         }
     }
 
@@ -200,6 +257,11 @@ impl Decoder {
         if message.len() > self.max_message_bytes {
             return Err(DecodeError::new(Reason::TooLarge, ""));
         }
+        let grown = message.len() > KEPT_MESSAGE_BYTES;
+        if self.grown && !grown {
+            *self = Self::new(self.max_message_bytes);
+        }
+        self.grown = grown;
         let Self { buf, scratch, buffers, tape: kept_tape, items, unknown_keys, .. } = self;
         items.reset();
         let mut tape: Tape<'a> = std::mem::replace(kept_tape, Tape(Vec::new())).reset();
@@ -364,7 +426,7 @@ impl<'a> Walk<'_, 'a, '_> {
         };
 
         let mut v = Verdict::default();
-        let event_id = id(&mut v, node(EVENT_ID), "event_id", 128);
+        let event_id = id(&mut v, node(EVENT_ID), "event_id", MAX_EVENT_ID_BYTES);
         let member_id = match node(MEMBER_ID) {
             None => {
                 if matches!(kind, Kind::Profile | Kind::Adjust) {
@@ -372,7 +434,7 @@ impl<'a> Walk<'_, 'a, '_> {
                 }
                 None
             }
-            Some(Node::String(s)) if (1..=64).contains(&s.len()) => Some(s),
+            Some(Node::String(s)) if (1..=MAX_MEMBER_ID_BYTES).contains(&s.len()) => Some(s),
             Some(_) => {
                 v.field(Reason::InvalidField, "member_id");
                 None
@@ -442,7 +504,7 @@ impl<'a> Walk<'_, 'a, '_> {
 
         let mut original_event_id = None;
         if kind == Kind::Refund {
-            original_event_id = id(&mut v, node(ORIGINAL_EVENT_ID), "original_event_id", 128);
+            original_event_id = id(&mut v, node(ORIGINAL_EVENT_ID), "original_event_id", MAX_EVENT_ID_BYTES);
         }
 
         let points = match kind {
@@ -517,9 +579,22 @@ impl<'a> Walk<'_, 'a, '_> {
         if len == 0 {
             return Ok(&[]);
         }
-        let out = arena.alloc_slice_fill_copy(len, NO_ITEM);
+        // Too many items is an `invalid_field`; the items are still read,
+        // since an earlier reason in one of them comes first, but not kept.
+        let kept = if len > MAX_ITEMS {
+            v.field(Reason::InvalidField, "items");
+            0
+        } else {
+            len
+        };
+        let out = arena.alloc_slice_fill_copy(kept, NO_ITEM);
+        let mut discarded = NO_ITEM;
         let mut at = first;
-        for item in out.iter_mut() {
+        for n in 0..len {
+            let item = match out.get_mut(n) {
+                Some(item) => item,
+                None => &mut discarded,
+            };
             if let Node::Object { .. } = self.tape[at] {
                 let slots: Slots<4> = self.slots(at, item_key)?;
                 let tape = self.tape;
@@ -632,11 +707,11 @@ fn id<'a>(v: &mut Verdict<'a>, n: Option<Node<'a>>, field: &'static str, max: us
     }
 }
 
-/// An optional string of any length.
+/// An optional string of at most [`MAX_NAME_BYTES`].
 fn opt_str<'a>(v: &mut Verdict<'a>, n: Option<Node<'a>>, field: &'static str) -> Option<&'a str> {
     match n {
         None => None,
-        Some(Node::String(s)) => Some(s),
+        Some(Node::String(s)) if s.len() <= MAX_NAME_BYTES => Some(s),
         Some(_) => {
             v.field(Reason::InvalidField, field);
             None

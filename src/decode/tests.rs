@@ -734,3 +734,118 @@ fn new_kinds_are_known() {
     assert_eq!(verdict(r#"{"kind":"Profile"}"#), err("unknown_kind", "Profile"));
     assert_eq!(verdict(r#"{"kind":"adjustment"}"#), err("unknown_kind", "adjustment"));
 }
+
+/// Every limit of the decoder: at the limit the event passes, one over it
+/// is a dead letter with the limit's reason and detail.
+#[test]
+fn limits_at_their_boundaries() {
+    let s = |n: usize| "s".repeat(n);
+    let refund = |id: &str| format!(r#"{{"kind":"refund","original_event_id":"{id}",{P}}}"#);
+    let at_occurred = |t: &str| purchase("").replace("2026-11-02T08:15:00Z", t);
+    let timestamp = |n: usize| format!("2026-11-02T08:15:00.{}Z", "0".repeat(n - 21));
+    let items = |n: usize, item: &str| purchase(&format!(r#""items":[{}]"#, vec![item; n].join(",")));
+    let item = r#"{"amount":"1"}"#;
+    let quantity = |q: &str| purchase(&format!(r#""items":[{{"amount":"1","quantity":{q}}}]"#));
+    let redeem = |p: &str| format!(r#"{{"kind":"redeem","event_id":"E",{OCCURRED},"points":{p}}}"#);
+    let total = |t: &str| purchase("").replace(r#""1.00""#, t);
+    let cases: Vec<(String, String, (&str, &str))> = vec![
+        (
+            purchase("").replace(r#""E1""#, &format!("\"{}\"", s(MAX_EVENT_ID_BYTES))),
+            purchase("").replace(r#""E1""#, &format!("\"{}\"", s(MAX_EVENT_ID_BYTES + 1))),
+            ("invalid_field", "event_id"),
+        ),
+        (refund(&s(MAX_EVENT_ID_BYTES)), refund(&s(MAX_EVENT_ID_BYTES + 1)), ("invalid_field", "original_event_id")),
+        (
+            purchase(&format!(r#""member_id":"{}""#, s(MAX_MEMBER_ID_BYTES))),
+            purchase(&format!(r#""member_id":"{}""#, s(MAX_MEMBER_ID_BYTES + 1))),
+            ("invalid_field", "member_id"),
+        ),
+        (
+            at_occurred(&timestamp(MAX_TIMESTAMP_BYTES)),
+            at_occurred(&timestamp(MAX_TIMESTAMP_BYTES + 1)),
+            ("invalid_field", "occurred_at"),
+        ),
+        (items(MAX_ITEMS, item), items(MAX_ITEMS + 1, item), ("invalid_field", "items")),
+        (quantity("1000000"), quantity("1000001"), ("invalid_field", "items.quantity")),
+        (redeem("1000000000"), redeem("1000000001"), ("invalid_field", "points")),
+        (adjust("-1000000000", ""), adjust("-1000000001", ""), ("invalid_field", "points")),
+        (total(r#""1000000000000""#), total(r#""1000000000000.0001""#), ("invalid_amount", "total")),
+        (total("1e12"), total("1.0000000000001e12"), ("invalid_amount", "total")),
+    ];
+    for (at, over, (reason, detail)) in cases {
+        assert_eq!(verdict(&at), OK, "{at}");
+        assert_eq!(verdict(&over), err(reason, detail), "{over}");
+    }
+    for field in ["merchant_id", "store_id", "channel"] {
+        let at = purchase(&format!(r#""{field}":"{}""#, s(MAX_NAME_BYTES)));
+        assert_eq!(verdict(&at), OK, "{field}");
+        let over = purchase(&format!(r#""{field}":"{}""#, s(MAX_NAME_BYTES + 1)));
+        assert_eq!(verdict(&over), err("invalid_field", field));
+    }
+    for field in ["sku", "category"] {
+        let at = purchase(&format!(r#""items":[{{"amount":"1","{field}":"{}"}}]"#, s(MAX_NAME_BYTES)));
+        assert_eq!(verdict(&at), OK, "{field}");
+        let over = purchase(&format!(r#""items":[{{"amount":"1","{field}":"{}"}}]"#, s(MAX_NAME_BYTES + 1)));
+        assert_eq!(verdict(&over), err("invalid_field", &format!("items.{field}")));
+    }
+    // Lengths are bytes after unescaping, as for every string.
+    let merchant = |m: &str| verdict(&purchase(&format!(r#""merchant_id":"{m}""#)));
+    assert_eq!(merchant(&"é".repeat(MAX_NAME_BYTES / 2)), OK);
+    assert_eq!(merchant(&"é".repeat(MAX_NAME_BYTES / 2 + 1)), err("invalid_field", "merchant_id"));
+    assert_eq!(merchant(&r"\u0041".repeat(MAX_NAME_BYTES)), OK);
+    assert_eq!(merchant(&r"\u0041".repeat(MAX_NAME_BYTES + 1)), err("invalid_field", "merchant_id"));
+    // The message size, to the byte.
+    let json = purchase("");
+    let mut d = Decoder::new(json.len());
+    assert!(d.decode(json.as_bytes(), &programs()).is_ok());
+    let mut d = Decoder::new(json.len() - 1);
+    assert_eq!(d.decode(json.as_bytes(), &programs()).unwrap_err().reason, Reason::TooLarge);
+}
+
+#[test]
+fn items_past_the_limit_are_still_read_for_earlier_reasons() {
+    let basket = |last: &str| {
+        let mut items = vec![r#"{"amount":"1"}"#; MAX_ITEMS];
+        items.push(last);
+        purchase(&format!(r#""items":[{}]"#, items.join(",")))
+    };
+    assert_eq!(verdict(&basket(r#"{"sku":"x"}"#)), err("missing_field", "items.amount"));
+    assert_eq!(verdict(&basket(r#"{"amount":"-1"}"#)), err("invalid_amount", "items.amount"));
+    assert_eq!(verdict(&basket(r#"{"amount":"1","amount":"1"}"#)), err("invalid_json", ""));
+    // Among invalid fields, the count comes before the items' own.
+    assert_eq!(verdict(&basket(r#"{"amount":"1","sku":5}"#)), err("invalid_field", "items"));
+    // An earlier field still comes first.
+    assert_eq!(verdict(&basket(r#"{"amount":"1"}"#).replace(r#""E1""#, "5")), err("invalid_field", "event_id"));
+    // A decoder that saw too many items decodes the next event whole.
+    let mut d = Decoder::default();
+    let ps = programs();
+    assert!(d.decode(basket(r#"{"amount":"1"}"#).as_bytes(), &ps).is_err());
+    let e = d.decode(purchase(r#""items":[{"amount":"2"},{"amount":"3"}]"#).as_bytes(), &ps).unwrap();
+    assert_eq!(e.items.iter().map(|i| i.amount).collect::<Vec<_>>(), [dec("2"), dec("3")]);
+}
+
+/// Bytes held by a decoder's message-sized buffers.
+fn held(d: &Decoder) -> usize {
+    d.buf.capacity() + d.scratch.capacity() + d.tape.0.capacity() * size_of::<Node<'static>>()
+}
+
+#[test]
+fn a_large_message_does_not_pin_its_buffers() {
+    let ps = programs();
+    let mut d = Decoder::default();
+    let small = purchase(r#""items":[{"amount":"1"}]"#);
+    assert!(d.decode(small.as_bytes(), &ps).is_ok());
+    let warm = held(&d);
+    // As many values as fit: a node of the tape for each.
+    let zeros = vec!["0"; 30_000].join(",");
+    let large = purchase(&format!(r#""x":[{zeros}],"y":1e400"#));
+    assert!(large.len() <= DEFAULT_MAX_MESSAGE_BYTES);
+    assert!(d.decode(large.as_bytes(), &ps).is_ok());
+    assert!(held(&d) > 500_000, "{}", held(&d));
+    // A second large message reuses what the first one grew.
+    assert!(d.decode(large.as_bytes(), &ps).is_ok());
+    // The next small message gives it back.
+    let e = d.decode(small.as_bytes(), &ps).unwrap();
+    assert_eq!(e.items.len(), 1);
+    assert_eq!(held(&d), warm);
+}

@@ -12,15 +12,25 @@ use crate::event::{Date, Micros};
 /// 3000-01-01T00:00:00Z in seconds since the epoch: the first instant out of range.
 const END_SECONDS: i64 = 32_503_680_000;
 
+/// The longest timestamp accepted, in bytes: room for 38 fraction digits
+/// and an offset (nanoseconds take 9).
+///
+/// Fraction digits past the sixth change nothing, but the event's
+/// `occurred_at` is echoed as written in its reward event and kept with its
+/// outcome for the retention window: without a bound, one message could
+/// carry a timestamp of nearly its whole size into both.
+pub const MAX_TIMESTAMP_BYTES: usize = 64;
+
 /// Parses `YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)` (`T`/`t`, `Z`/`z`).
 ///
-/// The fraction may have any number of digits; digits past the sixth are
-/// truncated, since the contract compares to the microsecond. A leap second
+/// The fraction may have any number of digits up to [`MAX_TIMESTAMP_BYTES`]
+/// in all; digits past the sixth are truncated, since the contract compares
+/// to the microsecond. A leap second
 /// (`:60`), a date that is not on the calendar, an offset beyond `23:59`, or
 /// an instant outside [1970-01-01T00:00:00Z, 3000-01-01T00:00:00Z) is `None`.
 pub fn parse_timestamp(s: &str) -> Option<Micros> {
     let b = s.as_bytes();
-    if b.len() < 20 {
+    if !(20..=MAX_TIMESTAMP_BYTES).contains(&b.len()) {
         return None;
     }
     let year = digits(b, 0, 4)?;
@@ -263,5 +273,18 @@ mod tests {
         assert_eq!(ts("1970-01-01T00:00:00.1234569Z"), Some(123_456));
         assert_eq!(ts("1970-01-01T00:00:00.999999999999999999999Z"), Some(999_999));
         assert_eq!(ts("1970-01-01T00:00:00.000001+00:00"), Some(1));
+    }
+
+    #[test]
+    fn length_limit() {
+        // 20 bytes before the fraction, 6 after it with an offset.
+        let with_digits = |n: usize| format!("1970-01-01T00:00:00.{}+00:00", "9".repeat(n));
+        assert_eq!(with_digits(38).len(), MAX_TIMESTAMP_BYTES);
+        assert_eq!(ts(&with_digits(38)), Some(999_999));
+        assert_eq!(ts(&with_digits(39)), None);
+        let utc = |n: usize| format!("1970-01-01T00:00:00.{}Z", "0".repeat(n));
+        assert_eq!(utc(43).len(), MAX_TIMESTAMP_BYTES);
+        assert_eq!(ts(&utc(43)), Some(0));
+        assert_eq!(ts(&utc(44)), None);
     }
 }
