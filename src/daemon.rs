@@ -207,8 +207,8 @@ pub async fn run<S: BatchStore>(
             failed: Vec::new(),
             started,
         };
-        let all: Vec<usize> = (0..flight.outputs.records.len()).collect();
-        lane.send(&mut flight, &all).await;
+        let records = 0..flight.outputs.records.len();
+        lane.send(&mut flight, records).await;
         in_flight.push_back(flight);
     }
 
@@ -287,9 +287,9 @@ struct Lane<'a> {
 impl Lane<'_> {
     /// Sends the records `indices` of the batch; what librdkafka refuses is
     /// noted in `flight.failed`.
-    async fn send(&self, flight: &mut InFlight, indices: &[usize]) {
+    async fn send(&self, flight: &mut InFlight, indices: impl IntoIterator<Item = usize>) {
         let outputs = &flight.outputs;
-        for &i in indices {
+        for i in indices {
             let Some(output) = outputs.records.get(i) else { continue };
             let record = match &output.kind {
                 OutputKind::Reward { payload, key, program, kind, rules_version } => {
@@ -349,7 +349,7 @@ impl Lane<'_> {
                 backoff = (backoff * 2).min(BACKOFF_MAX);
                 let mut again = std::mem::take(&mut flight.failed);
                 again.sort_unstable();
-                self.send(&mut flight, &again).await;
+                self.send(&mut flight, again).await;
                 flight.acknowledged().await;
             }
             pause(self.consumer, false);
