@@ -128,6 +128,12 @@ impl BatchScorer {
         self.programs = self.programs.reloaded(programs);
     }
 
+    /// Puts `programs` in force as they are, with the history of earlier
+    /// versions they carry (scorers that share one reloaded set).
+    pub fn set_programs(&mut self, programs: ProgramSet) {
+        self.programs = programs;
+    }
+
     pub fn programs(&self) -> &ProgramSet {
         &self.programs
     }

@@ -4,31 +4,41 @@
 //!
 //! ```text
 //! gather (max_batch_events or max_batch_wait_ms)
+//!   -> split by partition into jobs, each to a free lane once no lane
+//!      scores its partition
 //!   -> BatchScorer::score_batch (decode, load, evaluate, write: batch.rs)
-//!   -> send its rewards / dead letters        (the batch is now in flight)
+//!   -> send its rewards / dead letters        (the job is now in flight)
 //! ...while the next batches are gathered, scored and sent:
-//!   -> its acknowledgements, oldest batch first; what failed is sent again
-//!   -> store the offsets of the batch (committed by librdkafka)
+//!   -> its acknowledgements, oldest first; what failed is sent again
+//!   -> store the offsets of the job (committed by librdkafka)
 //! ```
 //!
-//! Batches wait for their acknowledgements while the next ones are scored,
-//! up to `max_in_flight_events` received and unfinished events (memory is
-//! bounded by it). A batch owns copies of its outputs (reward bytes, dead
+//! Lanes (`batching.lanes`) each hold a scorer and their own store
+//! connection, so one lane evaluates while another waits for Redis. A
+//! partition is scored by one lane at a time, its batches in offset order:
+//! a member's events (one partition when the input is keyed by member)
+//! are evaluated in order, whatever the lanes.
+//!
+//! Jobs wait for their acknowledgements while the next ones are scored, up
+//! to `max_in_flight_events` received and unfinished events (memory is
+//! bounded by it). A job owns copies of its outputs (reward bytes, dead
 //! letters with their keys and sources), so its messages are released once
-//! it is scored. It is finished in order: a partition's offsets only ever
-//! advance over finished events. A store that is unavailable pauses the
-//! assigned partitions and retries the same batch with backoff (the
-//! consumer keeps polling, so the group keeps the scorer); a record that
-//! fails is sent again, after the records of later batches already sent
-//! (a reward may then follow a later reward of its member; `reward_id`
-//! tells them apart). Nothing is skipped: an event whose output was not
-//! acknowledged is not committed, and its redelivery re-emits the stored
-//! outcome. A broken invariant (a corrupt store, a configuration the store
-//! refuses) stops the daemon with an error.
+//! it is scored. Offsets only ever advance over finished events, per
+//! partition. A store that is unavailable pauses the assigned partitions and
+//! retries the same job with backoff (the consumer keeps polling, so the
+//! group keeps the scorer); a record that fails is sent again, after the
+//! records of later jobs already sent (a reward may then follow a later
+//! reward of its member; `reward_id` tells them apart). Nothing is skipped:
+//! an event whose output was not acknowledged is not committed, and its
+//! redelivery re-emits the stored outcome. A broken invariant (a corrupt
+//! store, a configuration the store refuses) stops the daemon with an error.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
@@ -60,6 +70,8 @@ pub struct Summary {
     pub rewards: u64,
     pub dead_letters: u64,
     pub retries: u64,
+    /// Batches that started scoring while another lane was scoring.
+    pub overlapped: u64,
 }
 
 /// How the rest of the process steers and watches a running daemon.
@@ -76,15 +88,18 @@ pub struct Controls {
 }
 
 /// Runs the daemon until `controls.shutdown` is cancelled, then finishes the
-/// batches in flight, commits and returns. `store` is the shared state store
-/// (Redis in production; the embedded store for the demo and tests).
+/// batches in flight, commits and returns. `stores` are the scoring lanes'
+/// handles on the shared state store, one per lane (Redis in production,
+/// each its own connection; the embedded store, one lane, for the demo and
+/// tests).
 pub async fn run<S: BatchStore>(
     config: &Config,
     programs: ProgramSet,
-    mut store: S,
+    stores: Vec<S>,
     controls: &Controls,
 ) -> anyhow::Result<Summary> {
     let Controls { readiness, shutdown, reload, finished } = controls;
+    anyhow::ensure!(!stores.is_empty(), "no store to score against");
     let consumer: StreamConsumer<ScorerContext> = kafka::consumer_config(&config.kafka)
         .create_with_context(ScorerContext::new(readiness.clone()))
         .context("creating the Kafka consumer")?;
@@ -97,56 +112,63 @@ pub async fn run<S: BatchStore>(
     for program in programs.iter() {
         metrics::counter!(metric::REWARDS_TOTAL, metric::label::PROGRAM => program.id.clone()).increment(0);
     }
-    let mut scorer = BatchScorer::new(programs, config.engine_settings(), config.kafka.max_message_bytes)
-        .map_err(|why| anyhow::anyhow!(why))?;
+    let mut idle = Vec::with_capacity(stores.len());
+    for store in stores {
+        let scorer = BatchScorer::new(programs.clone(), config.engine_settings(), config.kafka.max_message_bytes)
+            .map_err(|why| anyhow::anyhow!(why))?;
+        idle.push(Lane { scorer, store, generation: 0 });
+    }
     readiness.set_redis_available(true);
 
-    let mut lane = Lane {
-        consumer: &consumer,
-        producer: &producer,
-        config,
-        input_topic: config.kafka.input_topic.as_str(),
-        shutdown,
-        offsets: Offsets::new(),
-        summary: Summary::default(),
-        finished,
-        spare: Vec::new(),
+    let mut daemon = Daemon {
+        feed: Feed {
+            consumer: &consumer,
+            producer: &producer,
+            config,
+            input_topic: config.kafka.input_topic.as_str(),
+            shutdown,
+            readiness,
+            offsets: Offsets::new(),
+            summary: Summary::default(),
+            finished,
+            spare: Vec::new(),
+            store_down: false,
+        },
+        lanes: Lanes { idle, busy: Vec::new() },
+        in_flight: VecDeque::new(),
+        rules: (0, programs),
     };
-    let mut in_flight: VecDeque<InFlight> = VecDeque::new();
     let max_events = config.batching.max_batch_events.max(1);
     let max_in_flight = config.batching.max_in_flight_events.max(max_events);
-    tracing::info!(topic = lane.input_topic, group = %config.kafka.group_id, "consuming");
+    tracing::info!(
+        topic = daemon.feed.input_topic,
+        group = %config.kafka.group_id,
+        lanes = daemon.lanes.idle.len(),
+        "consuming"
+    );
 
     'run: loop {
         if reload.swap(false, Ordering::Relaxed) {
-            reload_rules(config, &mut scorer);
+            daemon.reload_rules();
         }
-        // Room for a full batch: finish the oldest batches until there is.
-        while lane.offsets.in_flight() + max_events > max_in_flight && !in_flight.is_empty() {
-            if !lane.finish_front(&mut in_flight).await {
+        // Room for a full batch: finish or score what is under way until there is.
+        while daemon.feed.offsets.in_flight() + max_events > max_in_flight && daemon.under_way() {
+            if let Step::Stop = daemon.step(false).await? {
                 break 'run;
             }
         }
-        // Gather: wait for a first message (or the end), finishing batches
-        // as their acknowledgements come meanwhile; then fill the batch until
-        // it is full or its wait is over.
+        // Gather: wait for a first message (or the end) while the work under
+        // way progresses; then fill the batch until it is full or its wait
+        // is over.
         let mut messages: Vec<BorrowedMessage<'_>> = Vec::with_capacity(max_events);
         loop {
-            tokio::select! {
-                biased;
-                () = shutdown.cancelled() => break 'run,
-                () = acknowledged_front(&mut in_flight), if !in_flight.is_empty() => {
-                    if !lane.finish_front(&mut in_flight).await {
-                        break 'run;
-                    }
+            match daemon.step(true).await? {
+                Step::Stop => break 'run,
+                Step::Received(message) => {
+                    messages.push(message);
+                    break;
                 }
-                received = consumer.recv() => match received {
-                    Ok(message) => {
-                        messages.push(message);
-                        break;
-                    }
-                    Err(error) => tracing::warn!(%error, "kafka consumer error"),
-                },
+                Step::Progress => {}
             }
         }
         let deadline = tokio::time::Instant::now() + config.batching.max_batch_wait;
@@ -157,46 +179,181 @@ pub async fn run<S: BatchStore>(
                 Err(_) => break,
             }
         }
-        let started = Instant::now();
         for m in &messages {
-            lane.offsets.received(m.partition(), m.offset());
+            daemon.feed.offsets.received(m.partition(), m.offset());
         }
-        metrics::gauge!(metric::IN_FLIGHT_EVENTS).set(lane.offsets.in_flight() as f64);
-        let batch: Vec<(u64, &[u8])> =
-            messages.iter().enumerate().map(|(i, m)| (i as u64 + 1, m.payload().unwrap_or_default())).collect();
+        metrics::gauge!(metric::IN_FLIGHT_EVENTS).set(daemon.feed.offsets.in_flight() as f64);
+        let started = Instant::now();
+        // One job per partition of the batch when there are lanes to share
+        // them: a partition's jobs are scored one after the other, in order,
+        // and different partitions' at once.
+        for (partitions, messages) in split_by_partition(messages, daemon.lanes.count()) {
+            let outputs = daemon.feed.spare.pop().unwrap_or_default();
+            let job = Job { messages, partitions, outputs, started, delay: Duration::ZERO };
+            while !daemon.lanes.can_start(&job.partitions) {
+                if let Step::Stop = daemon.step(false).await? {
+                    break 'run;
+                }
+            }
+            daemon.start(job);
+        }
+    }
 
-        // Score, retrying while the store is unavailable.
-        let mut outputs = lane.spare.pop().unwrap_or_default();
-        let mut backoff = BACKOFF_FIRST;
-        loop {
-            outputs.clear();
-            match scorer.score_batch(&mut store, &batch, &mut outputs).await {
-                Ok(()) => break,
-                Err(BatchError::Store(error)) if error.disposition() == Disposition::Retry => {
-                    lane.summary.retries += 1;
-                    metrics::counter!(metric::RETRIES_TOTAL, label::WHAT => RetryTarget::Redis.as_str()).increment(1);
-                    readiness.set_redis_available(false);
-                    tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "state store unavailable; retrying the batch");
-                    pause(&consumer, true);
-                    if wait(&consumer, shutdown, backoff).await {
-                        // Nothing of this batch is committed: it is redelivered.
-                        break 'run;
-                    }
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
-                }
-                Err(BatchError::Store(error)) => {
-                    return Err(anyhow::Error::new(error).context("the state store failed"));
-                }
-                Err(error) => return Err(anyhow::Error::new(error).context("scoring a batch")),
+    // Stopping: batches being scored are finished, unless they wait for an
+    // unavailable store (they are redelivered); what is in flight finishes,
+    // unless its records cannot be delivered before the shutdown timeout
+    // (then it is redelivered too).
+    daemon.lanes.busy.retain(|b| b.delay.is_zero());
+    while !daemon.lanes.busy.is_empty() {
+        let (lane, job, result) = daemon.lanes.next().await;
+        if result.is_ok() {
+            daemon.scored(lane, job, result).await?;
+        }
+    }
+    let Daemon { mut feed, mut in_flight, .. } = daemon;
+    while !in_flight.is_empty() {
+        if !feed.finish_front(&mut in_flight).await {
+            break;
+        }
+    }
+    let summary = feed.summary;
+    readiness.begin_shutdown();
+    tracing::info!(
+        events = summary.events,
+        batches = summary.batches,
+        overlapped = summary.overlapped,
+        "stopping: committing offsets"
+    );
+    kafka::commit_sync(&consumer);
+    if let Err(error) = producer.flush(Duration::from_secs(5)) {
+        tracing::warn!(%error, "flushing the producer");
+    }
+    Ok(summary)
+}
+
+/// The batch as jobs: one per partition, in order of first message, when
+/// there are several lanes; else the batch whole. Each with its partitions.
+fn split_by_partition(messages: Vec<BorrowedMessage<'_>>, lanes: usize) -> Vec<(Vec<i32>, Vec<BorrowedMessage<'_>>)> {
+    let mut jobs: Vec<(Vec<i32>, Vec<BorrowedMessage<'_>>)> = Vec::new();
+    if lanes <= 1 {
+        let mut partitions: Vec<i32> = Vec::new();
+        for m in &messages {
+            if !partitions.contains(&m.partition()) {
+                partitions.push(m.partition());
             }
         }
-        if backoff != BACKOFF_FIRST {
-            readiness.set_redis_available(true);
-            pause(&consumer, false);
+        jobs.push((partitions, messages));
+        return jobs;
+    }
+    for m in messages {
+        match jobs.iter_mut().find(|(p, _)| p.first() == Some(&m.partition())) {
+            Some((_, of_partition)) => of_partition.push(m),
+            None => jobs.push((vec![m.partition()], vec![m])),
+        }
+    }
+    jobs
+}
+
+/// What happened while the daemon waited.
+enum Step<'c> {
+    /// Shutdown was asked for, or came while records were being sent again.
+    Stop,
+    Received(BorrowedMessage<'c>),
+    /// A batch was scored and sent, or finished, or the consumer reported an error.
+    Progress,
+}
+
+/// The daemon's state: its side of Kafka, the scoring lanes and the batches
+/// waiting for their acknowledgements.
+struct Daemon<'c, S> {
+    feed: Feed<'c>,
+    lanes: Lanes<'c, S>,
+    in_flight: VecDeque<InFlight>,
+    /// The rules in force and their generation (reloads so far); a lane
+    /// takes them before its next batch.
+    rules: (u64, ProgramSet),
+}
+
+impl<'c, S: BatchStore + 'c> Daemon<'c, S> {
+    /// Batches being scored or waiting for their acknowledgements.
+    fn under_way(&self) -> bool {
+        !self.in_flight.is_empty() || !self.lanes.busy.is_empty()
+    }
+
+    /// Waits for the next thing to happen: shutdown, the oldest batch in
+    /// flight acknowledged (it is finished), a lane done scoring (its batch
+    /// is sent) or, when `receive`, a message. Without `receive`, something
+    /// must be under way.
+    async fn step(&mut self, receive: bool) -> anyhow::Result<Step<'c>> {
+        let consumer = self.feed.consumer;
+        tokio::select! {
+            biased;
+            () = self.feed.shutdown.cancelled() => Ok(Step::Stop),
+            () = acknowledged_front(&mut self.in_flight), if !self.in_flight.is_empty() => {
+                if self.feed.finish_front(&mut self.in_flight).await { Ok(Step::Progress) } else { Ok(Step::Stop) }
+            }
+            (lane, job, result) = self.lanes.next(), if !self.lanes.busy.is_empty() => {
+                self.scored(lane, job, result).await?;
+                Ok(Step::Progress)
+            }
+            received = consumer.recv(), if receive => match received {
+                Ok(message) => Ok(Step::Received(message)),
+                Err(error) => {
+                    tracing::warn!(%error, "kafka consumer error");
+                    Ok(Step::Progress)
+                }
+            },
+        }
+    }
+
+    /// Starts scoring `job` on an idle lane (`lanes.can_start` said there is one).
+    fn start(&mut self, job: Job<'c>) {
+        let Some(mut lane) = self.lanes.idle.pop() else { return };
+        if !self.lanes.busy.is_empty() {
+            self.feed.summary.overlapped += 1;
+        }
+        if lane.generation != self.rules.0 {
+            lane.scorer.set_programs(self.rules.1.clone());
+            lane.generation = self.rules.0;
+        }
+        self.lanes.start(lane, job);
+    }
+
+    /// A lane is done with `job`: its batch is sent and waits for its
+    /// acknowledgements, or is scored again after a backoff while the store
+    /// is unavailable. A broken invariant stops the daemon.
+    async fn scored(&mut self, lane: Lane<S>, mut job: Job<'c>, result: Result<(), BatchError>) -> anyhow::Result<()> {
+        match result {
+            Ok(()) => {}
+            Err(BatchError::Store(error)) if error.disposition() == Disposition::Retry => {
+                job.delay = if job.delay.is_zero() { BACKOFF_FIRST } else { (job.delay * 2).min(BACKOFF_MAX) };
+                self.feed.summary.retries += 1;
+                metrics::counter!(metric::RETRIES_TOTAL, label::WHAT => RetryTarget::Redis.as_str()).increment(1);
+                tracing::warn!(%error, retry_in_ms = job.delay.as_millis() as u64, "state store unavailable; retrying the batch");
+                // Nothing of this batch is committed until it is scored; the
+                // partitions pause meanwhile (the consumer keeps polling, so
+                // the group keeps the scorer).
+                self.feed.readiness.set_redis_available(false);
+                self.feed.store_down = true;
+                pause(self.feed.consumer, true);
+                self.lanes.start(lane, job);
+                return Ok(());
+            }
+            Err(BatchError::Store(error)) => {
+                return Err(anyhow::Error::new(error).context("the state store failed"));
+            }
+            Err(error) => return Err(anyhow::Error::new(error).context("scoring a batch")),
+        }
+        if self.feed.store_down {
+            self.feed.store_down = false;
+            self.feed.readiness.set_redis_available(true);
+            pause(self.feed.consumer, false);
             tracing::info!("state store available again");
         }
+        self.lanes.idle.push(lane);
 
-        // Send, and go on with the next batch while the broker acknowledges.
+        // Send, and go on with the next batches while the broker acknowledges.
+        let Job { messages, mut outputs, started, .. } = job;
         let sources: Vec<Source<'_>> =
             messages.iter().map(|m| Source { partition: m.partition(), offset: m.offset(), key: m.key() }).collect();
         outputs.attach_sources(&sources);
@@ -208,25 +365,108 @@ pub async fn run<S: BatchStore>(
             started,
         };
         let records = 0..flight.outputs.records.len();
-        lane.send(&mut flight, records).await;
-        in_flight.push_back(flight);
+        self.feed.send(&mut flight, records).await;
+        self.in_flight.push_back(flight);
+        Ok(())
     }
 
-    // Stopping: what is in flight finishes, unless its records cannot be
-    // delivered before the shutdown timeout (then it is redelivered).
-    while !in_flight.is_empty() {
-        if !lane.finish_front(&mut in_flight).await {
-            break;
+    /// Reads the rules files again and puts them in force when every one is
+    /// valid (each lane takes them before its next batch); otherwise keeps
+    /// the rules in force and says why.
+    fn reload_rules(&mut self) {
+        match crate::commands::load_programs(&self.feed.config.programs.rules) {
+            Ok(programs) => {
+                let versions: Vec<String> = programs.iter().map(|p| format!("{}@{}", p.id, p.version)).collect();
+                self.rules = (self.rules.0 + 1, self.rules.1.reloaded(programs));
+                metrics::counter!(metric::RULES_RELOADS_TOTAL, label::RESULT => ReloadResult::Ok.as_str()).increment(1);
+                tracing::info!(programs = %versions.join(", "), "rules reloaded");
+            }
+            Err(error) => {
+                metrics::counter!(metric::RULES_RELOADS_TOTAL, label::RESULT => ReloadResult::Error.as_str())
+                    .increment(1);
+                tracing::error!(error = %format!("{error:#}"), "rules reload failed; the rules in force stay");
+            }
         }
     }
-    let summary = lane.summary;
-    readiness.begin_shutdown();
-    tracing::info!(events = summary.events, batches = summary.batches, "stopping: committing offsets");
-    kafka::commit_sync(&consumer);
-    if let Err(error) = producer.flush(Duration::from_secs(5)) {
-        tracing::warn!(%error, "flushing the producer");
+}
+
+/// A scoring lane: a scorer and its own handle on the store. Lanes score
+/// batches of disjoint partitions at once, so one lane evaluates while
+/// another's round trip is in Redis; a member's events (one partition when
+/// the input is keyed by member) stay in order.
+struct Lane<S> {
+    scorer: BatchScorer,
+    store: S,
+    /// The generation of the rules its scorer holds.
+    generation: u64,
+}
+
+/// A batch of messages on its way through a lane.
+struct Job<'c> {
+    messages: Vec<BorrowedMessage<'c>>,
+    /// The distinct partitions of `messages`.
+    partitions: Vec<i32>,
+    outputs: Outputs,
+    started: Instant,
+    /// How long to wait before scoring: the backoff while the store is unavailable.
+    delay: Duration,
+}
+
+type Scored<'c, S> = (Lane<S>, Job<'c>, Result<(), BatchError>);
+
+/// A lane at work on a job.
+struct Busy<'c, S> {
+    partitions: Vec<i32>,
+    delay: Duration,
+    scoring: Pin<Box<dyn Future<Output = Scored<'c, S>> + 'c>>,
+}
+
+struct Lanes<'c, S> {
+    idle: Vec<Lane<S>>,
+    busy: Vec<Busy<'c, S>>,
+}
+
+impl<'c, S: BatchStore + 'c> Lanes<'c, S> {
+    fn count(&self) -> usize {
+        self.idle.len() + self.busy.len()
     }
-    Ok(summary)
+
+    /// Whether a batch of `partitions` may start: a lane is idle and no
+    /// busy lane scores one of them.
+    fn can_start(&self, partitions: &[i32]) -> bool {
+        !self.idle.is_empty() && self.busy.iter().all(|b| b.partitions.iter().all(|p| !partitions.contains(p)))
+    }
+
+    fn start(&mut self, mut lane: Lane<S>, mut job: Job<'c>) {
+        let (partitions, delay) = (job.partitions.clone(), job.delay);
+        let scoring = Box::pin(async move {
+            if !job.delay.is_zero() {
+                tokio::time::sleep(job.delay).await;
+            }
+            let batch: Vec<(u64, &[u8])> =
+                job.messages.iter().enumerate().map(|(i, m)| (i as u64 + 1, m.payload().unwrap_or_default())).collect();
+            job.outputs.clear();
+            let result = lane.scorer.score_batch(&mut lane.store, &batch, &mut job.outputs).await;
+            drop(batch);
+            (lane, job, result)
+        });
+        self.busy.push(Busy { partitions, delay, scoring });
+    }
+
+    /// The next lane done scoring. Cancel-safe: a job leaves `busy` only
+    /// once it is done. Lanes are few, so each wake polls them all.
+    async fn next(&mut self) -> Scored<'c, S> {
+        std::future::poll_fn(|cx| {
+            for i in 0..self.busy.len() {
+                if let Poll::Ready(done) = self.busy[i].scoring.as_mut().poll(cx) {
+                    self.busy.swap_remove(i);
+                    return Poll::Ready(done);
+                }
+            }
+            Poll::Pending
+        })
+        .await
+    }
 }
 
 /// A batch whose records are sent and not all acknowledged yet. It owns
@@ -271,20 +511,24 @@ async fn acknowledged_front(in_flight: &mut VecDeque<InFlight>) {
 }
 
 /// The daemon's side of Kafka and what it counts.
-struct Lane<'a> {
+struct Feed<'a> {
     consumer: &'a StreamConsumer<ScorerContext>,
     producer: &'a FutureProducer,
     config: &'a Config,
     input_topic: &'a str,
     shutdown: &'a CancellationToken,
+    readiness: &'a Readiness,
     offsets: Offsets,
     summary: Summary,
     finished: &'a AtomicU64,
     /// Output buffers of finished batches, to be used again.
     spare: Vec<Outputs>,
+    /// The store refused a batch and none has been scored since: the
+    /// partitions stay paused.
+    store_down: bool,
 }
 
-impl Lane<'_> {
+impl Feed<'_> {
     /// Sends the records `indices` of the batch; what librdkafka refuses is
     /// noted in `flight.failed`.
     async fn send(&self, flight: &mut InFlight, indices: impl IntoIterator<Item = usize>) {
@@ -352,7 +596,9 @@ impl Lane<'_> {
                 self.send(&mut flight, again).await;
                 flight.acknowledged().await;
             }
-            pause(self.consumer, false);
+            if !self.store_down {
+                pause(self.consumer, false);
+            }
         }
 
         // Everything of the batch is done: store its offsets.
@@ -375,23 +621,6 @@ impl Lane<'_> {
         metrics::gauge!(metric::IN_FLIGHT_EVENTS).set(self.offsets.in_flight() as f64);
         self.spare.push(flight.outputs);
         true
-    }
-}
-
-/// Reads the rules files again and puts them in force when every one is
-/// valid; otherwise keeps the rules in force and says why.
-fn reload_rules(config: &Config, scorer: &mut BatchScorer) {
-    match crate::commands::load_programs(&config.programs.rules) {
-        Ok(programs) => {
-            let versions: Vec<String> = programs.iter().map(|p| format!("{}@{}", p.id, p.version)).collect();
-            scorer.reload(programs);
-            metrics::counter!(metric::RULES_RELOADS_TOTAL, label::RESULT => ReloadResult::Ok.as_str()).increment(1);
-            tracing::info!(programs = %versions.join(", "), "rules reloaded");
-        }
-        Err(error) => {
-            metrics::counter!(metric::RULES_RELOADS_TOTAL, label::RESULT => ReloadResult::Error.as_str()).increment(1);
-            tracing::error!(error = %format!("{error:#}"), "rules reload failed; the rules in force stay");
-        }
     }
 }
 

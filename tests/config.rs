@@ -170,10 +170,10 @@ fn unknown_sections_and_keys_are_all_reported_and_good_keys_kept() {
     assert_eq!(
         got,
         [
-            "scorer.toml:15:1: batching.max_batch_event: unknown key (did you mean max_batch_events?); [batching] takes: max_batch_events, max_batch_wait_ms, max_in_flight_events",
+            "scorer.toml:15:1: batching.max_batch_event: unknown key (did you mean max_batch_events?); [batching] takes: max_batch_events, max_batch_wait_ms, max_in_flight_events, lanes",
             "scorer.toml:16:21: batching.max_batch_wait_ms = \"5\": expected a whole number, found a string; write numbers without quotes",
             "scorer.toml:17:24: batching.max_in_flight_events = 0: must be at least 1",
-            "scorer.toml:18:1: batching.lingering: unknown key; [batching] takes: max_batch_events, max_batch_wait_ms, max_in_flight_events",
+            "scorer.toml:18:1: batching.lingering: unknown key; [batching] takes: max_batch_events, max_batch_wait_ms, max_in_flight_events, lanes",
             "scorer.toml:20:2: admn: unknown section (did you mean [admin]?); the file takes the sections [kafka], [redis], [programs], [batching], [admin], [logging], [daemon]",
         ]
     );

@@ -18,7 +18,7 @@
 
 mod support;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::{self, BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -335,23 +335,46 @@ fn distinct_rewards(records: &[Record]) -> Vec<(String, Value)> {
     seen
 }
 
-/// The dead letters read back, deduplicated by source offset, after checking
-/// each against the input line it names.
-fn distinct_dead_letters(records: &[Record], lines: &[Vec<u8>]) -> Vec<(i64, String, String)> {
+/// Where each input line landed: (partition, offset) -> index in `lines`.
+/// A partition keeps the order it was produced in, and equal lines (repeated
+/// deliveries) share a key, hence a partition.
+async fn positions(brokers: &str, lines: &[Vec<u8>]) -> HashMap<(i32, i64), usize> {
+    let mut queues: HashMap<&[u8], VecDeque<usize>> = HashMap::new();
+    for (i, line) in lines.iter().enumerate() {
+        queues.entry(line.as_slice()).or_default().push_back(i);
+    }
+    let mut at = HashMap::new();
+    for record in read(brokers, INPUT).await {
+        let line = queues.get_mut(record.payload.as_slice()).and_then(VecDeque::pop_front);
+        let line =
+            line.unwrap_or_else(|| panic!("input [{}] {} is no line of the stream", record.partition, record.offset));
+        at.insert((record.partition, record.offset), line);
+    }
+    at
+}
+
+/// The dead letters read back, deduplicated by their input line, after
+/// checking each against the input line its source partition and offset name.
+fn distinct_dead_letters(
+    records: &[Record],
+    lines: &[Vec<u8>],
+    positions: &HashMap<(i32, i64), usize>,
+) -> Vec<(i64, String, String)> {
     let mut seen = BTreeMap::new();
     for record in records {
         assert_eq!(record.header("source_topic"), INPUT);
-        assert_eq!(record.header("source_partition"), "0");
+        let partition: i32 = record.header("source_partition").parse().unwrap();
         let offset: i64 = record.header("source_offset").parse().unwrap();
-        let line = &lines[usize::try_from(offset).unwrap()];
-        assert_eq!(&record.payload, line, "dead letter of offset {offset} is not its input line");
-        assert_eq!(record.key, member_key(line), "key of the dead letter of offset {offset}");
+        let index = positions[&(partition, offset)];
+        let line = &lines[index];
+        assert_eq!(&record.payload, line, "dead letter of [{partition}] {offset} is not its input line");
+        assert_eq!(record.key, member_key(line), "key of the dead letter of [{partition}] {offset}");
         let entry = (record.header("reason").to_owned(), record.header("detail").to_owned());
-        if let Some(previous) = seen.insert(offset, entry.clone()) {
-            assert_eq!(previous, entry, "two different dead letters for offset {offset}");
+        if let Some(previous) = seen.insert(index as i64, entry.clone()) {
+            assert_eq!(previous, entry, "two different dead letters for [{partition}] {offset}");
         }
     }
-    seen.into_iter().map(|(offset, (reason, detail))| (offset, reason, detail)).collect()
+    seen.into_iter().map(|(line, (reason, detail))| (line, reason, detail)).collect()
 }
 
 /// The rewards of a stream and its dead letters are exactly the reference's,
@@ -371,7 +394,8 @@ async fn assert_complete(brokers: &str, lines: &[Vec<u8>], want: &Reference, wha
     for (id, value) in &expected {
         assert_eq!(got[id], *value, "{what}: reward {id}");
     }
-    let dead = distinct_dead_letters(&read(brokers, DEAD_LETTERS).await, lines);
+    let positions = positions(brokers, lines).await;
+    let dead = distinct_dead_letters(&read(brokers, DEAD_LETTERS).await, lines, &positions);
     assert_eq!(dead, want.dead, "{what}: dead letters");
 }
 
@@ -381,13 +405,13 @@ async fn assert_complete(brokers: &str, lines: &[Vec<u8>], want: &Reference, wha
 async fn drive<S: BatchStore>(
     config: &Config,
     programs: ProgramSet,
-    store: S,
+    stores: Vec<S>,
     until: u64,
     mut tick: impl FnMut(u64, bool),
 ) -> Summary {
     let controls = Controls::default();
     let (readiness, token, finished) = (&controls.readiness, &controls.shutdown, &controls.finished);
-    let daemon = daemon::run(config, programs, store, &controls);
+    let daemon = daemon::run(config, programs, stores, &controls);
     tokio::pin!(daemon);
     let deadline = Instant::now() + DEADLINE;
     let mut ticker = tokio::time::interval(Duration::from_millis(10));
@@ -417,7 +441,7 @@ async fn drive<S: BatchStore>(
 
 /// Runs a golden example through the daemon and checks its rewards, in
 /// order, and its dead letters, byte for byte, with their headers.
-async fn golden<S: BatchStore>(name: &str, store: S) {
+async fn golden<S: BatchStore>(name: &str, stores: Vec<S>) {
     let dir = root().join("tests/golden").join(name);
     let read_lines = |file: &str| -> Vec<String> {
         std::fs::read_to_string(dir.join(file)).unwrap().lines().map(str::to_owned).collect()
@@ -433,7 +457,7 @@ async fn golden<S: BatchStore>(name: &str, store: S) {
     let brokers = cluster.bootstrap_servers();
     produce(&brokers, &lines).await;
     let config = config(&brokers, &format!("golden-{name}"), 5, &[]);
-    let summary = drive(&config, programs(&dir.join("rules.toml")), store, lines.len() as u64, |_, _| {}).await;
+    let summary = drive(&config, programs(&dir.join("rules.toml")), stores, lines.len() as u64, |_, _| {}).await;
     assert_eq!(summary.events, lines.len() as u64, "{name}: events of the run");
 
     // Rewards: in input order, repeats of a reward_id once.
@@ -471,25 +495,30 @@ async fn golden<S: BatchStore>(name: &str, store: S) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn golden_basic_with_the_embedded_store() {
-    golden("basic", MemoryStore::new()).await;
+    golden("basic", vec![MemoryStore::new()]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn golden_coalition_with_the_embedded_store() {
-    golden("coalition", MemoryStore::new()).await;
+    golden("coalition", vec![MemoryStore::new()]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn golden_lifecycle_with_the_embedded_store() {
-    golden("lifecycle", MemoryStore::new()).await;
+    golden("lifecycle", vec![MemoryStore::new()]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn golden_examples_with_redis() {
     let server = RedisServer::start();
     for name in ["basic", "lifecycle"] {
-        let store = RedisStore::connect(&server.url(), &format!("golden-{name}")).await.unwrap();
-        golden(name, store).await;
+        // Several lanes, one partition: its batches are still scored one
+        // after the other, so the rewards come in input order.
+        let mut stores = Vec::new();
+        for _ in 0..3 {
+            stores.push(RedisStore::connect(&server.url(), &format!("golden-{name}")).await.unwrap());
+        }
+        golden(name, stores).await;
     }
 }
 
@@ -536,7 +565,7 @@ async fn with_fault_fed(
         produce(&brokers, &lines).await;
         feeder = Some(tokio::spawn(async {}));
     }
-    let summary = drive(&config, programs, MemoryStore::new(), lines.len() as u64, |done, ready| {
+    let summary = drive(&config, programs, vec![MemoryStore::new()], lines.len() as u64, |done, ready| {
         if ready && feeder.is_none() {
             feeder = Some(tokio::spawn(produce_paced(brokers.clone(), lines.clone(), 200, Duration::from_millis(40))));
         }
@@ -677,6 +706,38 @@ async fn deliveries_that_fail_are_sent_again_without_skipping_input() {
 }
 
 // ---------------------------------------------------------------------------
+// Scoring lanes
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_scored_in_concurrent_lanes_keep_each_members_order() {
+    let server = RedisServer::start();
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic(INPUT, 4, 1).unwrap();
+    for topic in [REWARDS, DEAD_LETTERS] {
+        cluster.create_topic(topic, 1, 1).unwrap();
+    }
+    let brokers = cluster.bootstrap_servers();
+    let programs = programs(&basic_rules());
+    // Keyed by member: a member's events share a partition, and the
+    // reference scores them one after the other, as one scorer would.
+    let lines = stream(STREAM_EVENTS, 13);
+    let want = reference(&programs, &lines);
+    produce(&brokers, &lines).await;
+    // Small fetches interleave the partitions in the consumer's queue (a
+    // backlog otherwise comes a whole partition at a time).
+    let config = config(&brokers, "lanes", 32, &[("max.partition.fetch.bytes", "4096")]);
+    let mut stores = Vec::new();
+    for _ in 0..4 {
+        stores.push(RedisStore::connect(&server.url(), "lanes").await.unwrap());
+    }
+    let summary = drive(&config, programs, stores, lines.len() as u64, |_, _| {}).await;
+    assert_eq!(summary.events, lines.len() as u64, "events of the run: {summary:?}");
+    assert!(summary.overlapped > 0, "no batch was scored while another was: {summary:?}");
+    assert_complete(&brokers, &lines, &want, "lanes").await;
+}
+
+// ---------------------------------------------------------------------------
 // Restart
 // ---------------------------------------------------------------------------
 
@@ -694,7 +755,7 @@ async fn a_restarted_daemon_continues_after_the_committed_offsets() {
     produce(&brokers, &lines).await;
 
     let store = RedisStore::connect(&server.url(), "restart").await.unwrap();
-    let first = drive(&config, programs.clone(), store, total / 2, |_, _| {}).await;
+    let first = drive(&config, programs.clone(), vec![store], total / 2, |_, _| {}).await;
     assert!(first.events >= total / 2 && first.events < total, "first run: {first:?}");
     // Stopping commits every finished batch.
     let position = committed(&brokers, "restart").expect("an offset committed by the first run");
@@ -702,7 +763,7 @@ async fn a_restarted_daemon_continues_after_the_committed_offsets() {
 
     let remaining = total - first.events;
     let store = RedisStore::connect(&server.url(), "restart").await.unwrap();
-    let second = drive(&config, programs, store, remaining, |_, _| {}).await;
+    let second = drive(&config, programs, vec![store], remaining, |_, _| {}).await;
     assert!(
         second.events >= remaining && second.events <= remaining + batch as u64,
         "second run scored {} events; {remaining} were left after the committed offset {position}",

@@ -152,7 +152,8 @@ listen = "{metrics_at}"
 
     let finished = &controls.finished;
     let total = lines.len() as u64;
-    let daemon = daemon::run(&config, programs, MemoryStore::new(), &controls);
+    // One lane: the embedded store answers at once, there is no round trip to overlap.
+    let daemon = daemon::run(&config, programs, vec![MemoryStore::new()], &controls);
     tokio::pin!(daemon);
     // The stream starts once the scorer has joined its group and holds its
     // partitions (the mock broker delays a new group's first assignment

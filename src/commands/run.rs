@@ -69,10 +69,16 @@ async fn serve(config: Config, programs: crate::rules::ProgramSet) -> anyhow::Re
     let url = config.redis.url.expose();
     let r = &config.redis;
     let tls = tls_files(r.tls_ca_file.as_deref(), r.tls_cert_file.as_deref(), r.tls_key_file.as_deref())?;
-    let store = RedisStore::connect_with_tls(url, &r.key_prefix, tls.as_ref())
-        .await
-        .with_context(|| format!("connecting to Redis at {}", redact(url)))?;
-    let daemon = daemon::run(&config, programs, store, &controls);
+    // One connection per scoring lane: a lane's round trips never wait
+    // behind another's on a shared connection.
+    let mut stores = Vec::with_capacity(config.batching.lanes);
+    for _ in 0..config.batching.lanes.max(1) {
+        let store = RedisStore::connect_with_tls(url, &r.key_prefix, tls.as_ref())
+            .await
+            .with_context(|| format!("connecting to Redis at {}", redact(url)))?;
+        stores.push(store);
+    }
+    let daemon = daemon::run(&config, programs, stores, &controls);
     tokio::pin!(daemon);
     let timeout = config.daemon.shutdown_timeout;
     let result = tokio::select! {

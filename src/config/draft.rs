@@ -54,6 +54,7 @@ pub(super) const SCHEMA: &[(&str, Kind)] = &[
     ("batching.max_batch_events", Kind::Integer),
     ("batching.max_batch_wait_ms", Kind::Integer),
     ("batching.max_in_flight_events", Kind::Integer),
+    ("batching.lanes", Kind::Integer),
     ("admin.listen", Kind::Text),
     ("logging.level", Kind::Text),
     ("logging.format", Kind::Text),
@@ -150,6 +151,7 @@ pub(super) struct Batching {
     pub(super) max_batch_events: Opt<i64>,
     pub(super) max_batch_wait_ms: Opt<i64>,
     pub(super) max_in_flight_events: Opt<i64>,
+    pub(super) lanes: Opt<i64>,
 }
 
 #[derive(Default, Deserialize)]

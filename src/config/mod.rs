@@ -114,6 +114,9 @@ pub struct Batching {
     pub max_batch_wait: Duration,
     /// At least `max_batch_events`: events read but not yet acknowledged.
     pub max_in_flight_events: usize,
+    /// Batches scored at once, on disjoint partitions, each lane with its
+    /// own store connection. At least 1.
+    pub lanes: usize,
 }
 
 /// `[admin]`: the metrics and health endpoints.

@@ -176,6 +176,7 @@ fn set(draft: &mut Draft, key: &str, text: &str, source: &Source) -> Result<(), 
                 "batching.max_batch_events" => d.batching.max_batch_events = value,
                 "batching.max_batch_wait_ms" => d.batching.max_batch_wait_ms = value,
                 "batching.max_in_flight_events" => d.batching.max_in_flight_events = value,
+                "batching.lanes" => d.batching.lanes = value,
                 "daemon.shutdown_timeout_ms" => d.daemon.shutdown_timeout_ms = value,
                 _ => return Err(SetError::Unknown),
             }

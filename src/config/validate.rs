@@ -28,6 +28,7 @@ const DEFAULT_KEY_PREFIX: &str = "ls";
 const DEFAULT_BATCH_EVENTS: i64 = 512;
 const DEFAULT_BATCH_WAIT_MS: i64 = 5;
 const DEFAULT_IN_FLIGHT_EVENTS: i64 = 20_000;
+const DEFAULT_LANES: i64 = 4;
 const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
 const DEFAULT_SHUTDOWN_TIMEOUT_MS: i64 = 10_000;
 
@@ -40,6 +41,8 @@ const RETENTION_DAYS: (i64, i64) = (1, 36_500);
 const BATCH_EVENTS: (i64, i64) = (1, 100_000);
 const BATCH_WAIT_MS: (i64, i64) = (0, 60_000);
 const IN_FLIGHT_EVENTS: (i64, i64) = (1, 10_000_000);
+/// Each lane holds its own Redis connection.
+const LANES: (i64, i64) = (1, 64);
 const SHUTDOWN_TIMEOUT_MS: (i64, i64) = (0, 600_000);
 
 const LEVELS: &[(&str, LevelFilter)] = &[
@@ -272,6 +275,7 @@ fn batching(c: &mut Check<'_, '_>, b: &draft::Batching) -> Batching {
     let wait_ms = c.int("batching.max_batch_wait_ms", &b.max_batch_wait_ms, DEFAULT_BATCH_WAIT_MS, BATCH_WAIT_MS);
     let in_flight =
         c.int("batching.max_in_flight_events", &b.max_in_flight_events, DEFAULT_IN_FLIGHT_EVENTS, IN_FLIGHT_EVENTS);
+    let lanes = c.int("batching.lanes", &b.lanes, DEFAULT_LANES, LANES);
     if in_flight < events {
         let reason = format!(
             "batching.max_in_flight_events ({in_flight}) is below batching.max_batch_events ({events}): a full batch could never be read"
@@ -287,6 +291,7 @@ fn batching(c: &mut Check<'_, '_>, b: &draft::Batching) -> Batching {
         max_batch_events: usize::try_from(events).unwrap_or(1),
         max_batch_wait: millis(wait_ms),
         max_in_flight_events: usize::try_from(in_flight).unwrap_or(1),
+        lanes: usize::try_from(lanes).unwrap_or(1),
     }
 }
 
