@@ -1120,6 +1120,9 @@ mod tests {
         assert!(text.contains("![memory](rss.svg)"));
         let summary = report::summary(&run, &outcomes);
         assert!(summary.contains("scorer RSS: 40.0 MiB at 60 s, 40.0 MiB at the end (300 s)"), "{summary}");
+        let csv = report::memory_csv(&outcomes);
+        assert_eq!(csv.lines().count(), 1 + 151, "a header and the scorer's samples only");
+        assert!(csv.contains(&format!("\nscorer,60.000,{},{},{}\n", 40 * MIB, 11 * MIB, 30 * MIB)), "{csv}");
         let svg = plot::memory(&outcomes).expect("memory plot");
         assert!(svg.contains("scorer RSS") && svg.contains("scorer Redis used_memory") && !svg.contains("passthrough"));
     }

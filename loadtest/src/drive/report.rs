@@ -246,12 +246,13 @@ fn settings_block(s: &mut String, title: &str, settings: &[(String, String)]) {
 }
 
 /// Writes `report.md`, `throughput.svg`, `latency.svg` and, when a daemon
-/// ran, `rss.svg` into `out`.
+/// ran, `rss.svg` and `memory.csv` into `out`.
 pub fn write(out: &Path, run: &Run, outcomes: &[Outcome]) -> anyhow::Result<()> {
     std::fs::write(out.join("throughput.svg"), plot::throughput(outcomes)?).context("writing throughput.svg")?;
     std::fs::write(out.join("latency.svg"), plot::latency(outcomes)?).context("writing latency.svg")?;
     if has_memory(outcomes) {
         std::fs::write(out.join("rss.svg"), plot::memory(outcomes)?).context("writing rss.svg")?;
+        std::fs::write(out.join("memory.csv"), memory_csv(outcomes)).context("writing memory.csv")?;
     }
     std::fs::write(out.join("report.md"), markdown(run, outcomes)).context("writing report.md")?;
     Ok(())
@@ -450,6 +451,27 @@ fn has_memory(outcomes: &[Outcome]) -> bool {
 /// A mode's cell of a table.
 type Cell = fn(&Outcome) -> String;
 
+/// Every sample of the daemon modes, one line each; a value that could not
+/// be read is empty.
+pub fn memory_csv(outcomes: &[Outcome]) -> String {
+    let mut csv = String::from("mode,seconds,daemon_rss_bytes,redis_used_memory_bytes,driver_rss_bytes\n");
+    let cell = |v: Option<u64>| v.map_or(String::new(), |v| v.to_string());
+    for o in outcomes.iter().filter(|o| o.samples.iter().any(|x| x.rss.is_some())) {
+        for x in &o.samples {
+            let seconds = (x.at_us as f64 - o.produced.first_us as f64) / 1e6;
+            let _ = writeln!(
+                csv,
+                "{},{seconds:.3},{},{},{}",
+                o.mode.name(),
+                cell(x.rss),
+                cell(x.redis),
+                cell(x.driver_rss)
+            );
+        }
+    }
+    csv
+}
+
 /// The scorer's settings: the batching each mode loaded, and the keys
 /// given with `--scorer-setting`.
 fn scorer_settings(s: &mut String, run: &Run, outcomes: &[Outcome]) {
@@ -534,7 +556,7 @@ fn memory(s: &mut String, outcomes: &[Outcome]) {
     }
     let _ = writeln!(
         s,
-        "\nSampled every {} s from the end of the warm-up to the last output read (VmRSS of `/proc/PID/status`; Redis `INFO memory`, of the redis-server started for the mode only); times are seconds since the first event was produced. After warm-up: the first sample at or after 60 s, or a quarter of the way through a run shorter than 2 minutes. Slope: least squares over the samples of the second half of the run (-: fewer than two there). Redis keeps each member's state and each event's record for refunds and repeats (`redis.retention_days` of event time; the stream's events are 2.6 s apart), so its memory grows with the events scored. The driver generates the stream, produces it and reads the outputs.\n",
+        "\nSampled every {} s from the end of the warm-up to the last output read (VmRSS of `/proc/PID/status`; Redis `INFO memory`, of the redis-server started for the mode only); times are seconds since the first event was produced. After warm-up: the first sample at or after 60 s, or a quarter of the way through a run shorter than 2 minutes. Slope: least squares over the samples of the second half of the run (-: fewer than two there). Every sample is in `memory.csv`. Redis keeps each member's state and each event's record for refunds and repeats (`redis.retention_days` of event time; the stream's events are 2.6 s apart), so its memory grows with the events scored. The driver generates the stream, produces it and reads the outputs.\n",
         sample::EVERY.as_secs()
     );
 }
