@@ -18,10 +18,14 @@
 //! system's first connections are timed.
 //!
 //! Both stop when `stop` is set (the mode is over or the run interrupted);
-//! the reader also stops once every expected output has arrived.
+//! the reader also stops once every expected output has arrived. They share
+//! the [`Index`] of awaited outputs: the producer adds each line of a stream
+//! generated as offered just before it sends it, and closes the index when
+//! it is done; the reader finishes lines in it.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -33,6 +37,12 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::stream::{Index, OutputKind, Stream, json_string};
+
+/// The index, whichever thread panicked holding it: the other still ends
+/// cleanly and the panic is reported when that thread is joined.
+pub fn lock(index: &Mutex<Index>) -> MutexGuard<'_, Index> {
+    index.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// Microseconds since the mode's epoch.
 #[derive(Debug, Clone, Copy)]
@@ -125,6 +135,36 @@ pub struct Produced {
     pub acked_us: u64,
 }
 
+/// Where the offered lines come from.
+#[derive(Debug)]
+pub enum Lines {
+    /// A stream held whole, its outputs awaited in the index already.
+    Whole(Arc<Stream>),
+    /// Chunks in order, as they are generated; each line is added to the
+    /// index just before it is sent.
+    Chunks(Receiver<Stream>),
+}
+
+impl Lines {
+    /// The chunk after `current` (the whole stream first); `None` when there is none.
+    fn next(&mut self, current: Option<&Arc<Stream>>) -> Option<Arc<Stream>> {
+        match self {
+            Lines::Whole(stream) => current.is_none().then(|| stream.clone()),
+            Lines::Chunks(chunks) => chunks.recv().ok().map(Arc::new),
+        }
+    }
+}
+
+/// Closes the index when dropped: the reader then knows that no line is to
+/// be added, however the producer ended.
+struct CloseOnDrop<'a>(&'a Mutex<Index>);
+
+impl Drop for CloseOnDrop<'_> {
+    fn drop(&mut self) {
+        lock(self.0).close();
+    }
+}
+
 /// What the load producer offers.
 #[derive(Debug)]
 pub struct Offer {
@@ -140,17 +180,19 @@ pub struct Offer {
 }
 
 /// Produces the warm-up, waits for its outputs, then produces the offered
-/// lines of `stream`, keyed by their member, and waits for every
-/// acknowledgement.
+/// lines, keyed by their member, and waits for every acknowledgement.
+#[expect(clippy::too_many_arguments, reason = "the producer's inputs, each shared with another thread")]
 pub fn produce(
     brokers: &str,
     offer: &Offer,
-    stream: &Stream,
+    mut lines: Lines,
+    index: &Mutex<Index>,
     sent: &SentTimes,
     clock: Clock,
     warmed: &AtomicUsize,
     stop: &AtomicBool,
 ) -> anyhow::Result<Produced> {
+    let _close = CloseOnDrop(index);
     let failed = Arc::new(AtomicU64::new(0));
     let producer: ThreadedProducer<Deliveries> = load_producer_config(brokers)
         .create_with_context(Deliveries { failed: failed.clone() })
@@ -167,24 +209,40 @@ pub fn produce(
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-    let (lines, rate) = (offer.lines, offer.rate);
+    let add_each_line = matches!(lines, Lines::Chunks(_));
+    let mut chunk = lines.next(None);
+    let (total, rate) = (offer.lines, offer.rate);
     let mut produced = Produced { first_us: clock.now_us(), ..Produced::default() };
     let started = Instant::now();
     let mut line = 0;
-    let lines = lines.min(stream.len());
-    while line < lines && !stop.load(Ordering::Relaxed) {
+    'offer: while line < total && !stop.load(Ordering::Relaxed) {
         // Lines due by now: all of them when unpaced.
         let due =
-            if rate == 0 { lines } else { ((started.elapsed().as_secs_f64() * rate as f64) as usize + 1).min(lines) };
+            if rate == 0 { total } else { ((started.elapsed().as_secs_f64() * rate as f64) as usize + 1).min(total) };
         if line >= due {
             let next = Duration::from_secs_f64(line as f64 / rate as f64);
             std::thread::sleep(next.saturating_sub(started.elapsed()).min(Duration::from_millis(5)));
             continue;
         }
         while line < due && !stop.load(Ordering::Relaxed) {
+            let stream = match &chunk {
+                Some(c) if line < c.first + c.len() => c,
+                _ => {
+                    chunk = lines.next(chunk.as_ref());
+                    match &chunk {
+                        Some(c) if line >= c.first && line < c.first + c.len() => c,
+                        // The stream is shorter than the offer: it ends here.
+                        _ => break 'offer,
+                    }
+                }
+            };
+            let i = line - stream.first;
+            if add_each_line {
+                lock(index).add(stream, i);
+            }
             let wall_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-            let mut record = BaseRecord::to(topic).payload(stream.line(line)).timestamp(wall_ms);
-            if let Some(key) = stream.key(line) {
+            let mut record = BaseRecord::to(topic).payload(stream.line(i)).timestamp(wall_ms);
+            if let Some(key) = stream.key(i) {
                 record = record.key(key);
             }
             sent.set(line, clock.now_us());
@@ -221,18 +279,22 @@ pub struct Read {
     pub extra: u64,
     /// Outputs still awaited when the reader stopped.
     pub missing: usize,
+    /// Outputs awaited in all: of every line offered, or produced when the
+    /// offer was cut short.
+    pub awaited: usize,
 }
 
 /// Reads `topics` (each with `partitions` partitions) from the beginning
-/// until every output `index` awaits has arrived or `stop` is set. Counts
-/// the outputs of warm-up events in `warmed` and nothing else of them.
+/// until every output `index` awaits has arrived and no more will be added,
+/// or `stop` is set. Counts the outputs of warm-up events in `warmed` and
+/// nothing else of them.
 #[expect(clippy::too_many_arguments, reason = "the reader's inputs, each shared with another thread")]
 pub fn read(
     brokers: &str,
     group: &str,
     topics: &[(String, OutputKind)],
     partitions: i32,
-    mut index: Index,
+    index: &Mutex<Index>,
     sent: &SentTimes,
     clock: Clock,
     stop: &AtomicBool,
@@ -248,10 +310,10 @@ pub fn read(
     consumer.assign(&assignment).context("assigning the outputs")?;
     let mut latency =
         hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).context("creating the histogram")?;
-    let mut finished_us = Vec::with_capacity(index.expected);
+    let mut finished_us = Vec::with_capacity(lock(index).expected);
     let mut extra = 0;
     let mut errors = 0u64;
-    while index.expected > 0 && !stop.load(Ordering::Relaxed) {
+    while !lock(index).done() && !stop.load(Ordering::Relaxed) {
         let message = match consumer.poll(Duration::from_millis(50)) {
             None => continue,
             Some(Ok(message)) => message,
@@ -270,7 +332,7 @@ pub fn read(
             warmed.fetch_add(1, Ordering::Relaxed);
             continue;
         }
-        let Some(line) = index.finish(kind, payload) else {
+        let Some(line) = lock(index).finish(kind, payload) else {
             extra += 1;
             continue;
         };
@@ -279,7 +341,8 @@ pub fn read(
             latency.saturating_record(now.saturating_sub(at).max(1));
         }
     }
-    Ok(Read { latency, finished_us, extra, missing: index.expected })
+    let index = lock(index);
+    Ok(Read { latency, finished_us, extra, missing: index.expected, awaited: index.awaited })
 }
 
 /// The id prefix of warm-up events.

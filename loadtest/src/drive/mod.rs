@@ -3,14 +3,17 @@
 //! `redis-server`, and writes a report folder.
 //!
 //! ```text
+//! check the configuration every mode loads (with --scorer-setting's keys)
 //! generate the stream in memory, score it once to learn each line's output
+//!   (with --duration: generate and score it in chunks as it is offered)
 //! for each mode (passthrough, unbatched, scorer):
 //!   fresh broker and Redis (or fresh topics and key prefix on the given ones)
 //!   start the system under test, wait until it holds its partitions
 //!   load producer --input topic--> system under test --outputs--> output reader
-//!   until every expected output is read, or --max-seconds
+//!   meanwhile sample the daemon's RSS and Redis's used_memory
+//!   until every expected output is read, or --max-seconds (after --duration)
 //!   stop everything started for the mode
-//! report.md, throughput.svg, latency.svg; a summary on standard output
+//! report.md, throughput.svg, latency.svg, rss.svg; a summary on standard output
 //! ```
 //!
 //! Every process it starts is held by a guard that kills it when dropped,
@@ -23,21 +26,23 @@ mod measure;
 mod passthrough;
 mod plot;
 mod report;
+mod sample;
 mod services;
 mod stream;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use loyalty_scorer::config::Config;
 
-use self::measure::{Clock, Offer, Produced, Read, SentTimes};
+use self::measure::{Clock, Lines, Offer, Produced, Read, SentTimes};
+use self::sample::Sample;
 use self::services::{RedisServer, Tansu, Usage, usage};
-use self::stream::{Index, OutputKind, Stream};
+use self::stream::{Awaits, Classifier, Index, OutputKind, Stream, Tally};
 
 /// The example program the stream is generated for (`--rules` names another).
 const ACME_RULES: &str = include_str!("../../../config/rules/acme.toml");
@@ -59,6 +64,21 @@ const WARM_UP_DEADLINE: Duration = Duration::from_secs(60);
 
 /// The daemon's drain timeout at the end of a mode.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Keys the driver sets for each mode, and why: the topics it creates and
+/// reads, the servers it starts, the rules it scores the stream with, the
+/// port it watches.
+const DRIVER_KEYS: &[(&str, &str)] = &[
+    ("kafka.brokers", "pass --brokers to use others"),
+    ("kafka.group_id", "each mode has a group of its own"),
+    ("kafka.input_topic", "each mode has topics of its own"),
+    ("kafka.rewards_topic", "each mode has topics of its own"),
+    ("kafka.dead_letter_topic", "each mode has topics of its own"),
+    ("redis.url", "pass --redis to use another"),
+    ("redis.key_prefix", "each mode has a key prefix of its own"),
+    ("programs.rules", "pass --rules to use others"),
+    ("admin.listen", "on a free port, to tell when the daemon is ready"),
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Mode {
@@ -88,6 +108,9 @@ pub struct Options {
     /// Events offered to the unbatched mode, the first of the stream [default: 5000, at most --events; 500 with --smoke].
     #[arg(long)]
     pub unbatched_events: Option<u64>,
+    /// Offer --rate events/s to each mode for this long, a stream generated as it is offered (a soak run; the events are --rate x SECONDS).
+    #[arg(long, value_name = "SECONDS", conflicts_with_all = ["events", "unbatched_events"])]
+    pub duration: Option<u64>,
     /// Distinct members [default: 50000; 1000 with --smoke].
     #[arg(long)]
     pub members: Option<u32>,
@@ -102,7 +125,7 @@ pub struct Options {
     /// The modes to run, in order.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "passthrough,unbatched,scorer")]
     pub modes: Vec<Mode>,
-    /// A mode that has not read every expected output after this long is a timeout [default: 120; 10 with --smoke].
+    /// A mode that has not read every expected output after this long (after --duration) is a timeout [default: 120; 10 with --smoke].
     #[arg(long)]
     pub max_seconds: Option<u64>,
     /// Exit 0 even when a mode timed out.
@@ -123,6 +146,9 @@ pub struct Options {
     /// A librdkafka property for the passthrough and the daemon alike (repeatable).
     #[arg(long = "property", value_name = "NAME=VALUE")]
     pub properties: Vec<String>,
+    /// A key of the configuration every mode loads, e.g. batching.max_batch_events=256 (repeatable; the unbatched mode keeps max_batch_events = 1).
+    #[arg(long = "scorer-setting", value_name = "SECTION.KEY=VALUE")]
+    pub scorer_settings: Vec<String>,
     /// The report folder.
     #[arg(long, default_value = "target/loadtest")]
     pub out: PathBuf,
@@ -136,6 +162,8 @@ pub struct Options {
 pub struct Plan {
     pub events: u64,
     pub unbatched_events: u64,
+    /// Seconds of a soak run: the stream is generated as it is offered.
+    pub duration: Option<u64>,
     pub members: u32,
     pub seed: u64,
     pub rate: u64,
@@ -143,13 +171,24 @@ pub struct Plan {
     pub modes: Vec<Mode>,
     pub max_seconds: u64,
     pub properties: Vec<(String, String)>,
+    /// `--scorer-setting`s: (dotted key, value as given), the last of a key only.
+    pub settings: Vec<(String, String)>,
 }
 
 impl Plan {
     fn from(options: &Options) -> anyhow::Result<Plan> {
-        let events = options.events.unwrap_or(if options.smoke { 5_000 } else { 100_000 });
+        let events = match options.duration {
+            Some(0) => bail!("--duration must be at least 1"),
+            Some(_) if options.rate == 0 => bail!("--duration needs --rate: the events offered are rate x duration"),
+            Some(seconds) => seconds.saturating_mul(options.rate),
+            None => options.events.unwrap_or(if options.smoke { 5_000 } else { 100_000 }),
+        };
         if events == 0 {
             bail!("--events must be at least 1");
+        }
+        // A line is numbered in 32 bits where outputs are matched.
+        if events > u64::from(u32::MAX) {
+            bail!("{events} events is more than a run can number ({})", u32::MAX);
         }
         if options.partitions < 1 {
             bail!("--partitions must be at least 1");
@@ -164,14 +203,25 @@ impl Plan {
                 None => properties.push((name.to_owned(), value.to_owned())),
             }
         }
+        let mut settings: Vec<(String, String)> = Vec::new();
+        for pair in &options.scorer_settings {
+            let (key, value) = scorer_setting(pair)?;
+            settings.retain(|(k, _)| *k != key);
+            settings.push((key, value));
+        }
         let mut modes = options.modes.clone();
         modes.dedup();
+        let unbatched_default = if options.duration.is_some() {
+            events
+        } else if options.smoke {
+            500
+        } else {
+            5_000
+        };
         Ok(Plan {
             events,
-            unbatched_events: options
-                .unbatched_events
-                .unwrap_or(if options.smoke { 500 } else { 5_000 })
-                .clamp(1, events),
+            unbatched_events: options.unbatched_events.unwrap_or(unbatched_default).clamp(1, events),
+            duration: options.duration,
             members: options.members.unwrap_or(if options.smoke { 1_000 } else { 50_000 }),
             seed: options.seed,
             rate: options.rate,
@@ -179,8 +229,30 @@ impl Plan {
             modes,
             max_seconds: options.max_seconds.unwrap_or(if options.smoke { 10 } else { 120 }),
             properties,
+            settings,
         })
     }
+}
+
+/// `SECTION.KEY=VALUE` of `--scorer-setting`, as (dotted key, value). Which
+/// keys exist is the configuration's to say (it is loaded before anything
+/// starts); here only the shape, and the keys the driver sets itself.
+fn scorer_setting(pair: &str) -> anyhow::Result<(String, String)> {
+    let shape = || format!("--scorer-setting {pair:?}: expected SECTION.KEY=VALUE, e.g. batching.max_batch_events=256");
+    let (key, value) = pair.split_once('=').with_context(shape)?;
+    let key = key.trim();
+    let (section, name) = key.split_once('.').with_context(shape)?;
+    let bare = |part: &str| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if section == "kafka" && name.starts_with("properties.") {
+        bail!("--scorer-setting {key}: a librdkafka property; pass --property {}=VALUE", &name["properties.".len()..]);
+    }
+    if !bare(section) || !bare(name) {
+        bail!("{}", shape());
+    }
+    if let Some((_, why)) = DRIVER_KEYS.iter().find(|(k, _)| *k == key) {
+        bail!("--scorer-setting {key}: the driver sets this key for each mode ({why})");
+    }
+    Ok((key.to_owned(), value.trim().to_owned()))
 }
 
 /// What one mode measured.
@@ -208,6 +280,13 @@ pub struct Outcome {
     /// The client settings the system under test was built with.
     pub consumer: Vec<(String, String)>,
     pub producer: Vec<(String, String)>,
+    /// The batching the mode's configuration loaded as: max_batch_events,
+    /// max_batch_wait_ms, max_in_flight_events.
+    pub batching: (usize, u128, usize),
+    /// Memory over the mode, from when it was warmed up to its last output.
+    pub samples: Vec<Sample>,
+    /// What was generated for the mode, when it was generated as offered.
+    pub generated: Option<Tally>,
 }
 
 impl Outcome {
@@ -236,9 +315,17 @@ pub struct Run {
     pub scorer_bin: Option<PathBuf>,
     pub own_broker: bool,
     pub own_redis: bool,
-    pub stream_sizes: (usize, usize, usize),
-    pub expected: (usize, usize, usize),
+    /// What the stream held (with --duration: what was generated of it).
+    pub stream: Tally,
     pub load_average: String,
+}
+
+/// Where each mode's lines come from.
+enum Source {
+    /// Generated and classified once, offered to every mode.
+    Whole(Arc<Stream>),
+    /// Generated for each mode as it is offered.
+    Chunks(Classifier),
 }
 
 pub fn main(options: &Options) -> anyhow::Result<()> {
@@ -278,10 +365,9 @@ async fn drive(options: &Options) -> anyhow::Result<()> {
         }
     };
     let run_id = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let load_average = std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_owned();
 
-    let started = Instant::now();
-    let mut stream = Stream::generate(plan.events, plan.members, plan.seed)?;
-    // The stream's expectations under the configuration every mode loads.
+    // The configuration every mode loads, checked before anything starts.
     let probe = write_config(
         work.path(),
         Mode::Scorer,
@@ -290,33 +376,43 @@ async fn drive(options: &Options) -> anyhow::Result<()> {
         &rules,
         &plan,
     )?;
-    let config = load_config(&probe)?;
-    stream.classify(&config.programs.rules, config.engine_settings(), config.kafka.max_message_bytes)?;
-    let expected = (
-        stream.count(|e| matches!(e, stream::Expect::Reward(_))),
-        stream.count(|e| *e == stream::Expect::DeadLetter),
-        stream.count(|e| *e == stream::Expect::Nothing),
-    );
-    let (min, mean, max) = stream.sizes();
-    let stream = Arc::new(stream);
-    println!(
-        "stream: {} events, {:.1} MB, {min}-{max} bytes (mean {mean}); {} rewards, {} dead letters, {} anonymous expected ({:.1} s)",
-        stream.len(),
-        stream.bytes_total() as f64 / 1e6,
-        expected.0,
-        expected.1,
-        expected.2,
-        started.elapsed().as_secs_f64()
-    );
-    let run = Run {
-        command_line: report::command_line(),
-        plan: plan.clone(),
-        scorer_bin: scorer_bin.clone(),
-        own_broker: options.brokers.is_none(),
-        own_redis: options.redis.is_none(),
-        stream_sizes: (min, mean, max),
-        expected,
-        load_average: std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_owned(),
+    let config = match load_config(&probe) {
+        Err(error) if !plan.settings.is_empty() => {
+            bail!("the configuration with the --scorer-setting values does not load:\n{error:#}")
+        }
+        loaded => loaded?,
+    };
+    // The stream's expectations under that configuration.
+    let classifier = Classifier::new(&config.programs.rules, config.engine_settings(), config.kafka.max_message_bytes)?;
+    let started = Instant::now();
+    let source = match plan.duration {
+        Some(seconds) => {
+            println!(
+                "stream: {} events ({} events/s for {seconds} s), generated as offered in chunks of {}",
+                plan.events,
+                plan.rate,
+                stream::CHUNK_LINES
+            );
+            Source::Chunks(classifier)
+        }
+        None => {
+            let mut stream = Stream::generate(plan.events, plan.members, plan.seed)?;
+            classifier.classify(&mut stream)?;
+            let tally = stream.tally();
+            println!(
+                "stream: {} events, {:.1} MB, {}-{} bytes (mean {}); {} rewards, {} dead letters, {} anonymous expected ({:.1} s)",
+                tally.lines,
+                tally.bytes as f64 / 1e6,
+                tally.smallest,
+                tally.largest,
+                tally.mean(),
+                tally.rewards,
+                tally.dead_letters,
+                tally.anonymous,
+                started.elapsed().as_secs_f64()
+            );
+            Source::Whole(Arc::new(stream))
+        }
     };
 
     let mut outcomes = Vec::new();
@@ -328,7 +424,7 @@ async fn drive(options: &Options) -> anyhow::Result<()> {
         let config_path = write_config(&dir, mode, &names, &setup, &rules, &plan)?;
         std::fs::copy(&config_path, out.join(format!("{}.toml", mode.name()))).context("copying the configuration")?;
         let config = load_config(&config_path)?;
-        let lines = if mode == Mode::Unbatched { plan.unbatched_events as usize } else { stream.len() };
+        let lines = if mode == Mode::Unbatched { plan.unbatched_events } else { plan.events } as usize;
         println!("--- {} ({lines} events)", mode.name());
         let context = ModeContext {
             mode,
@@ -339,11 +435,25 @@ async fn drive(options: &Options) -> anyhow::Result<()> {
             names: &names,
             lines,
         };
-        let outcome = run_mode(&context, &stream, scorer_bin.as_deref(), &out).await?;
+        let outcome = run_mode(&context, &source, scorer_bin.as_deref(), &out).await?;
         println!("{}", report::one_line(&outcome));
         outcomes.push(outcome);
     }
 
+    let stream = match &source {
+        Source::Whole(stream) => Some(stream.tally()),
+        // The same lines in every mode: the longest generation.
+        Source::Chunks(_) => outcomes.iter().filter_map(|o| o.generated).max_by_key(|t| t.lines),
+    };
+    let run = Run {
+        command_line: report::command_line(),
+        plan: plan.clone(),
+        scorer_bin: scorer_bin.clone(),
+        own_broker: options.brokers.is_none(),
+        own_redis: options.redis.is_none(),
+        stream: stream.unwrap_or_default(),
+        load_average,
+    };
     report::write(&out, &run, &outcomes)?;
     println!();
     print!("{}", report::summary(&run, &outcomes));
@@ -446,27 +556,76 @@ fn write_config(
 
 /// The mode's configuration. The unbatched mode's differs in
 /// `batching.max_batch_events` only; keys not written have their defaults.
+/// `--scorer-setting`s are written into their sections, over the driver's
+/// values, except the unbatched mode's batch size.
 fn config_text(mode: Mode, names: &Names, setup: &Setup, rules: &Path, plan: &Plan, admin_port: u16) -> String {
     let brokers: Vec<String> = setup.brokers.split(',').map(|b| quote(b.trim())).collect();
-    let mut text = String::from("# Generated by loadtest drive; the other keys have their defaults.\n[kafka]\n");
-    text.push_str(&format!("brokers = [{}]\n", brokers.join(", ")));
-    text.push_str(&format!("group_id = {}\n", quote(&names.group)));
-    text.push_str(&format!("input_topic = {}\n", quote(&names.input)));
-    text.push_str(&format!("rewards_topic = {}\n", quote(&names.output)));
-    text.push_str(&format!("dead_letter_topic = {}\n", quote(&names.dead_letters)));
-    text.push_str("\n[kafka.properties]\n");
-    for (name, value) in &plan.properties {
-        text.push_str(&format!("{} = {}\n", quote(name), quote(value)));
+    let mut sections: Vec<(String, Vec<(String, String)>)> = vec![
+        (
+            "kafka".into(),
+            vec![
+                ("brokers".into(), format!("[{}]", brokers.join(", "))),
+                ("group_id".into(), quote(&names.group)),
+                ("input_topic".into(), quote(&names.input)),
+                ("rewards_topic".into(), quote(&names.output)),
+                ("dead_letter_topic".into(), quote(&names.dead_letters)),
+            ],
+        ),
+        ("kafka.properties".into(), plan.properties.iter().map(|(k, v)| (quote(k), quote(v))).collect()),
+        ("redis".into(), vec![("url".into(), quote(&setup.redis)), ("key_prefix".into(), quote(&names.prefix))]),
+        (
+            "programs".into(),
+            vec![
+                ("rules".into(), format!("[{}]", quote(&rules.to_string_lossy()))),
+                ("reload_on_sighup".into(), "false".into()),
+            ],
+        ),
+        ("admin".into(), vec![("listen".into(), format!("\"127.0.0.1:{admin_port}\""))]),
+        ("logging".into(), vec![("level".into(), "\"warn\"".into())]),
+        ("daemon".into(), vec![("shutdown_timeout_ms".into(), SHUTDOWN_TIMEOUT.as_millis().to_string())]),
+    ];
+    let mut set = |key: &str, value: String| {
+        let Some((section, name)) = key.split_once('.') else { return };
+        let index = match sections.iter().position(|(s, _)| *s == section) {
+            Some(index) => index,
+            None => {
+                sections.push((section.to_owned(), Vec::new()));
+                sections.len() - 1
+            }
+        };
+        let keys = &mut sections[index].1;
+        match keys.iter_mut().find(|(k, _)| k == name) {
+            Some(entry) => entry.1 = value,
+            None => keys.push((name.to_owned(), value)),
+        }
+    };
+    for (key, value) in &plan.settings {
+        set(key, toml_value(value));
     }
-    text.push_str(&format!("\n[redis]\nurl = {}\nkey_prefix = {}\n", quote(&setup.redis), quote(&names.prefix)));
-    text.push_str(&format!("\n[programs]\nrules = [{}]\nreload_on_sighup = false\n", quote(&rules.to_string_lossy())));
-    text.push_str(&format!("\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n"));
-    text.push_str("\n[logging]\nlevel = \"warn\"\n");
-    text.push_str(&format!("\n[daemon]\nshutdown_timeout_ms = {}\n", SHUTDOWN_TIMEOUT.as_millis()));
     if mode == Mode::Unbatched {
-        text.push_str("\n[batching]\nmax_batch_events = 1\n");
+        set("batching.max_batch_events", "1".into());
+    }
+    let mut text = String::from("# Generated by loadtest drive; the other keys have their defaults.\n");
+    for (i, (section, keys)) in sections.iter().enumerate() {
+        text.push_str(&format!("{}[{section}]\n", if i == 0 { "" } else { "\n" }));
+        for (key, value) in keys {
+            text.push_str(&format!("{key} = {value}\n"));
+        }
     }
     text
+}
+
+/// A `--scorer-setting` value as TOML: as given when it is a number, a
+/// boolean, a quoted string or an array; else the text as a string
+/// (`logging.level=info`).
+fn toml_value(text: &str) -> String {
+    let literal = text.parse::<i64>().is_ok()
+        || text.parse::<f64>().is_ok_and(f64::is_finite)
+        || text == "true"
+        || text == "false"
+        || (text.len() >= 2 && text.starts_with('"') && text.ends_with('"'))
+        || (text.starts_with('[') && text.ends_with(']'));
+    if literal { text.to_owned() } else { quote(text) }
 }
 
 /// A TOML basic string.
@@ -475,8 +634,9 @@ fn quote(text: &str) -> String {
 }
 
 /// The configuration as the daemon loads it: the file, then the environment.
+/// Its errors name the file.
 fn load_config(path: &Path) -> anyhow::Result<Config> {
-    Config::load(Some(path), std::env::vars_os(), &[]).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    Config::load(Some(path), std::env::vars_os(), &[]).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 struct ModeContext<'a> {
@@ -544,7 +704,7 @@ fn cpu_of(own: &[(&'static str, u32)], sut: Option<u32>) -> Vec<(&'static str, f
 
 async fn run_mode(
     cx: &ModeContext<'_>,
-    stream: &Arc<Stream>,
+    source: &Source,
     scorer_bin: Option<&Path>,
     out: &Path,
 ) -> anyhow::Result<Outcome> {
@@ -576,24 +736,32 @@ async fn run_mode(
     }
 
     // The output reader first, so that it is fetching before the first line goes out.
-    let (index, outputs) = match cx.mode {
-        Mode::Passthrough => (Index::passthrough(stream, cx.lines), vec![(names.output.clone(), OutputKind::Echo)]),
+    let (awaits, outputs) = match cx.mode {
+        Mode::Passthrough => (Awaits::Passthrough, vec![(names.output.clone(), OutputKind::Echo)]),
         Mode::Unbatched | Mode::Scorer => (
-            Index::scorer(stream, cx.lines),
+            Awaits::Scorer,
             vec![(names.output.clone(), OutputKind::Reward), (names.dead_letters.clone(), OutputKind::Echo)],
         ),
     };
-    let expected = index.expected;
-    let clock = Clock::start();
-    let sent = Arc::new(SentTimes::new(stream.len()));
     let mode_stop = Arc::new(AtomicBool::new(false));
     let _stop_threads = StopOnDrop(mode_stop.clone());
+    let (index, lines, generator) = match source {
+        Source::Whole(stream) => (Index::whole(awaits, stream, cx.lines), Lines::Whole(stream.clone()), None),
+        Source::Chunks(classifier) => {
+            let (chunks, generator) =
+                stream::spawn_chunks(cx.lines as u64, cx.plan.members, cx.plan.seed, classifier.clone())?;
+            (Index::open(awaits), Lines::Chunks(chunks), Some(generator))
+        }
+    };
+    let index = Arc::new(Mutex::new(index));
+    let clock = Clock::start();
+    let sent = Arc::new(SentTimes::new(cx.lines));
     let warmed = Arc::new(AtomicUsize::new(0));
     let reader = {
         let (brokers, group, partitions) = (brokers.to_owned(), format!("{}-reader", names.prefix), cx.plan.partitions);
-        let (sent, mode_stop, warmed) = (sent.clone(), mode_stop.clone(), warmed.clone());
+        let (index, sent, mode_stop, warmed) = (index.clone(), sent.clone(), mode_stop.clone(), warmed.clone());
         std::thread::Builder::new().name("output-reader".into()).spawn(move || {
-            measure::read(&brokers, &group, &outputs, partitions, index, &sent, clock, &mode_stop, &warmed)
+            measure::read(&brokers, &group, &outputs, partitions, &index, &sent, clock, &mode_stop, &warmed)
         })
     }
     .context("starting the output reader")?;
@@ -608,10 +776,10 @@ async fn run_mode(
     let warm_up_started = Instant::now();
     let producer = {
         let brokers = brokers.to_owned();
-        let (sent, mode_stop, stream, warmed) = (sent.clone(), mode_stop.clone(), stream.clone(), warmed.clone());
+        let (index, sent, mode_stop, warmed) = (index.clone(), sent.clone(), mode_stop.clone(), warmed.clone());
         std::thread::Builder::new()
             .name("load-producer".into())
-            .spawn(move || measure::produce(&brokers, &offer, &stream, &sent, clock, &warmed, &mode_stop))
+            .spawn(move || measure::produce(&brokers, &offer, lines, &index, &sent, clock, &warmed, &mode_stop))
     }
     .context("starting the load producer")?;
     let deadline = warm_up_started + WARM_UP_DEADLINE;
@@ -628,8 +796,11 @@ async fn run_mode(
     let warm_up_seconds = warm_up_started.elapsed().as_secs_f64();
     let sut_before = sut.pid().and_then(usage);
     let cpu_before = cpu_of(&own, sut.pid());
+    let redis_port = cx.setup.redis_server.as_ref().map(|r| r.port);
+    let sampler = sample::spawn(sut.pid(), redis_port, clock, mode_stop.clone())?;
 
-    let deadline = Instant::now() + Duration::from_secs(cx.plan.max_seconds);
+    let limit = cx.plan.duration.unwrap_or(0) + cx.plan.max_seconds;
+    let deadline = Instant::now() + Duration::from_secs(limit);
     let mut timed_out = false;
     while !reader.is_finished() {
         if let Err(error) = sut.check_alive() {
@@ -645,8 +816,13 @@ async fn run_mode(
     let sut_after = sut.pid().and_then(usage);
     let cpu_after = cpu_of(&own, sut.pid());
     mode_stop.store(true, Ordering::Relaxed);
+    let samples = join(sampler, "memory sampler").await?;
     let read = join(reader, "output reader").await??;
     let produced = join(producer, "load producer").await??;
+    let generated = match generator {
+        Some(generator) => Some(join(generator, "stream generator").await??),
+        None => None,
+    };
 
     let exit = match sut {
         Sut::Passthrough(p) => {
@@ -660,17 +836,18 @@ async fn run_mode(
         }),
     };
     let end_us = if timed_out || read.missing > 0 {
-        clock.now_us().min(produced.first_us + cx.plan.max_seconds * 1_000_000)
+        clock.now_us().min(produced.first_us + limit * 1_000_000)
     } else {
         read.finished_us.iter().copied().max().unwrap_or(produced.last_us)
     };
     let seconds = end_us.saturating_sub(produced.first_us) as f64 / 1e6;
     let cpu = cpu_before.iter().zip(&cpu_after).map(|((name, a), (_, b))| (*name, b - a)).collect();
     let kafka = &cx.config.kafka;
+    let batching = &cx.config.batching;
     Ok(Outcome {
         mode: cx.mode,
         events: cx.lines,
-        expected,
+        expected: read.awaited,
         produced,
         read,
         seconds,
@@ -681,6 +858,9 @@ async fn run_mode(
         exit,
         consumer: report::settings(&loyalty_scorer::kafka::consumer_config(kafka)),
         producer: report::settings(&loyalty_scorer::kafka::producer_config(kafka)),
+        batching: (batching.max_batch_events, batching.max_batch_wait.as_millis(), batching.max_in_flight_events),
+        samples,
+        generated,
     })
 }
 
@@ -714,6 +894,91 @@ mod tests {
         assert!(full.properties.contains(&("linger.ms".to_owned(), "1".to_owned())));
         let cli = Cli::try_parse_from(["drive", "--property", "linger.ms"]).expect("arguments");
         assert!(Plan::from(&cli.options).is_err(), "a property without a value");
+    }
+
+    #[test]
+    fn soak_and_settings_options() {
+        let soak = plan(&["--modes", "scorer", "--rate", "5000", "--duration", "600"]);
+        assert_eq!((soak.events, soak.unbatched_events, soak.duration), (3_000_000, 3_000_000, Some(600)));
+        let rejected = |args: &[&str]| {
+            let cli = Cli::try_parse_from(std::iter::once("drive").chain(args.iter().copied()));
+            match cli {
+                Err(error) => error.to_string(),
+                Ok(cli) => Plan::from(&cli.options).map(|_| String::new()).unwrap_or_else(|e| e.to_string()),
+            }
+        };
+        assert!(rejected(&["--duration", "60"]).contains("needs --rate"));
+        assert!(rejected(&["--duration", "60", "--rate", "10", "--events", "5"]).contains("cannot be used with"));
+        assert!(rejected(&["--duration", "0", "--rate", "10"]).contains("at least 1"));
+
+        let given = plan(&[
+            "--scorer-setting",
+            "batching.max_batch_events=256",
+            "--scorer-setting",
+            "logging.level = info",
+            "--scorer-setting",
+            "batching.max_batch_events=128",
+        ]);
+        assert_eq!(
+            given.settings,
+            [
+                ("logging.level".to_owned(), "info".to_owned()),
+                ("batching.max_batch_events".to_owned(), "128".to_owned())
+            ]
+        );
+        for (arg, says) in [
+            ("max_batch_events=256", "expected SECTION.KEY=VALUE"),
+            ("batching.max_batch_events", "expected SECTION.KEY=VALUE"),
+            ("batching.=1", "expected SECTION.KEY=VALUE"),
+            ("kafka.properties.linger.ms=5", "--property linger.ms=VALUE"),
+            ("kafka.input_topic=x", "the driver sets this key"),
+            ("admin.listen=127.0.0.1:1", "the driver sets this key"),
+        ] {
+            let message = rejected(&["--scorer-setting", arg]);
+            assert!(message.contains(says), "{arg}: {message}");
+        }
+    }
+
+    /// `--scorer-setting` keys land in their sections, over the driver's
+    /// values; the configuration's own check rejects keys it does not know.
+    #[test]
+    fn scorer_settings_are_written_and_checked() {
+        let setup = Setup::placeholder();
+        let rules = Path::new("/x/acme.toml");
+        let load = |mode: Mode, plan: &Plan| {
+            let text = config_text(mode, &Names::new(7, mode), &setup, rules, plan, 9_999);
+            Config::load_str("test.toml", &text, std::iter::empty::<(String, String)>(), &[]).map_err(|e| e.to_string())
+        };
+        let given = plan(&[
+            "--scorer-setting",
+            "batching.max_batch_events=256",
+            "--scorer-setting",
+            "batching.max_batch_wait_ms=2",
+            "--scorer-setting",
+            "logging.level=info",
+            "--scorer-setting",
+            "daemon.shutdown_timeout_ms=4000",
+            "--scorer-setting",
+            "redis.retention_days=30",
+        ]);
+        let scorer = load(Mode::Scorer, &given).expect("the scorer's configuration");
+        assert_eq!(scorer.batching.max_batch_events, 256);
+        assert_eq!(scorer.batching.max_batch_wait, Duration::from_millis(2));
+        assert_eq!(scorer.daemon.shutdown_timeout, Duration::from_millis(4_000));
+        assert_eq!(scorer.redis.retention_days, 30);
+        assert_eq!(scorer.logging.level.to_string(), "info");
+        let unbatched = load(Mode::Unbatched, &given).expect("the unbatched configuration");
+        assert_eq!(unbatched.batching.max_batch_events, 1);
+        assert_eq!(unbatched.batching.max_batch_wait, Duration::from_millis(2));
+
+        for (arg, says) in [
+            ("batching.max_batch_evnts=4", "batching.max_batch_evnts"),
+            ("tuning.lanes=4", "tuning"),
+            ("batching.max_batch_events=many", "batching.max_batch_events"),
+        ] {
+            let message = load(Mode::Scorer, &plan(&["--scorer-setting", arg])).expect_err(arg);
+            assert!(message.contains(says), "{arg}: {message}");
+        }
     }
 
     /// The passthrough and the daemon modes load configurations whose
@@ -762,7 +1027,7 @@ mod tests {
             events: n + missing,
             expected: n + missing,
             produced: Produced { sent: n, failed: 0, first_us: 500_000, last_us: 600_000, acked_us: 700_000 },
-            read: Read { latency, finished_us, extra: 0, missing },
+            read: Read { latency, finished_us, extra: 0, missing, awaited: n + missing },
             seconds: n as f64 / 1000.0,
             timed_out: !complete,
             sut: None,
@@ -771,6 +1036,9 @@ mod tests {
             exit: None,
             consumer: vec![("group.id".into(), "g".into())],
             producer: vec![("sasl.password".into(), "***".into())],
+            batching: (if mode == Mode::Unbatched { 1 } else { 512 }, 5, 2_048),
+            samples: Vec::new(),
+            generated: None,
         }
     }
 
@@ -787,8 +1055,15 @@ mod tests {
             scorer_bin: Some(PathBuf::from("/t/release/loyalty-scorer")),
             own_broker: true,
             own_redis: false,
-            stream_sizes: (80, 520, 1700),
-            expected: (4_790, 48, 162),
+            stream: Tally {
+                lines: 5_000,
+                bytes: 2_600_000,
+                smallest: 80,
+                largest: 1700,
+                rewards: 4_790,
+                dead_letters: 48,
+                anonymous: 162,
+            },
             load_average: "0.5 0.5 0.5".into(),
         };
         let text = report::markdown(&run, &outcomes);
@@ -804,6 +1079,52 @@ mod tests {
         let slow =
             [outcome(Mode::Passthrough, 4_000, true), Outcome { seconds: 10.0, ..outcome(Mode::Scorer, 4_000, true) }];
         assert!(report::summary(&run, &slow).contains("The scorer is far below the passthrough: 40%"));
+    }
+
+    /// A soak's report: the settings given, and each memory series reduced.
+    #[test]
+    fn report_states_settings_and_memory() {
+        const MIB: u64 = 1 << 20;
+        let soak = plan(&["--rate", "1000", "--duration", "300", "--scorer-setting", "batching.max_batch_events=256"]);
+        let run = Run {
+            command_line: "loadtest drive".into(),
+            plan: soak,
+            scorer_bin: None,
+            own_broker: true,
+            own_redis: true,
+            stream: Tally::default(),
+            load_average: String::new(),
+        };
+        let mut scorer = outcome(Mode::Scorer, 1_000, true);
+        scorer.batching.0 = 256;
+        // Every 2 s for 300 s from the first event: the daemon flat at 40 MiB,
+        // Redis growing by 1 MiB a minute.
+        scorer.samples = (0..=150u64)
+            .map(|k| Sample {
+                at_us: scorer.produced.first_us + k * 2_000_000,
+                rss: Some(40 * MIB),
+                redis: Some(10 * MIB + k * 2 * MIB / 60),
+                driver_rss: Some(30 * MIB),
+            })
+            .collect();
+        let outcomes = [outcome(Mode::Passthrough, 1_000, true), scorer];
+        let text = report::markdown(&run, &outcomes);
+        assert!(text.contains("`batching.max_batch_events = 256`"), "{text}");
+        assert!(text.contains("| `batching.max_batch_events` (given) | 512 | 256 |"), "{text}");
+        assert!(
+            text.contains("| scorer | daemon RSS | 40.0 (at 60 s) | 40.0 (at 300 s) | 40.0 | +0.00 MiB/min | 151 |")
+        );
+        assert!(
+            text.contains("| scorer | Redis used_memory | 11.0 (at 60 s) | 15.0 (at 300 s) | 15.0 | +1.00 MiB/min |")
+        );
+        assert!(text.contains("![memory](rss.svg)"));
+        let summary = report::summary(&run, &outcomes);
+        assert!(summary.contains("scorer RSS: 40.0 MiB at 60 s, 40.0 MiB at the end (300 s)"), "{summary}");
+        let csv = report::memory_csv(&outcomes);
+        assert_eq!(csv.lines().count(), 1 + 151, "a header and the scorer's samples only");
+        assert!(csv.contains(&format!("\nscorer,60.000,{},{},{}\n", 40 * MIB, 11 * MIB, 30 * MIB)), "{csv}");
+        let svg = plot::memory(&outcomes).expect("memory plot");
+        assert!(svg.contains("scorer RSS") && svg.contains("scorer Redis used_memory") && !svg.contains("passthrough"));
     }
 
     #[test]

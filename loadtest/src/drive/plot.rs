@@ -1,8 +1,10 @@
-//! The report's two plots, as SVG: outputs read per second over the run
+//! The report's plots, as SVG: outputs read per second over the run
 //! (one line per mode; log scale, as the modes differ by orders of
-//! magnitude), and the latency percentile curve (HDR style: the
+//! magnitude), the latency percentile curve (HDR style: the
 //! x axis is 1 / (1 - percentile) on a log scale, so 90%, 99%, 99.9% are
-//! evenly spaced; latency on a log scale).
+//! evenly spaced; latency on a log scale), and memory over the run (the
+//! daemon's RSS and Redis's used_memory, linear, from zero so that a slope
+//! is seen at its true size).
 //!
 //! plotters is built with its SVG backend only: text is written as SVG
 //! `<text>` and sized with plotters' own estimate, so no font is needed.
@@ -11,6 +13,7 @@ use anyhow::anyhow;
 use plotters::prelude::*;
 
 use super::Outcome;
+use super::sample;
 
 const SIZE: (u32, u32) = (900, 520);
 
@@ -148,6 +151,68 @@ fn draw_latency(svg: &mut String, outcomes: &[Outcome]) -> anyhow::Result<()> {
             .draw_series(LineSeries::new(points, style))
             .map_err(|e| anyhow!("{e}"))?
             .label(o.mode.name())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| anyhow!("{e}"))?;
+    root.present().map_err(|e| anyhow!("{e}"))?;
+    Ok(())
+}
+
+/// The memory plot, as an SVG document: for each daemon mode its RSS
+/// (solid) and its Redis's used_memory (thin), MiB over seconds since the
+/// first event was produced.
+pub fn memory(outcomes: &[Outcome]) -> anyhow::Result<String> {
+    let mut svg = String::new();
+    draw_memory(&mut svg, outcomes)?;
+    Ok(svg)
+}
+
+fn draw_memory(svg: &mut String, outcomes: &[Outcome]) -> anyhow::Result<()> {
+    let kinds: [(&str, sample::Field, u32); 2] = [("RSS", |s| s.rss, 2), ("Redis used_memory", |s| s.redis, 1)];
+    let mut lines = Vec::new();
+    for (i, o) in outcomes.iter().enumerate().filter(|(_, o)| o.samples.iter().any(|s| s.rss.is_some())) {
+        for (kind, value, width) in kinds {
+            let points: Vec<(f64, f64)> = sample::series(&o.samples, o.produced.first_us, value)
+                .into_iter()
+                .map(|(t, v)| (t, v as f64 / (1 << 20) as f64))
+                .collect();
+            if !points.is_empty() {
+                lines.push((format!("{} {kind}", o.mode.name()), colour(i).stroke_width(width), points));
+            }
+        }
+    }
+    let points = || lines.iter().flat_map(|(_, _, p)| p.iter());
+    let x_min = points().map(|p| p.0).fold(0.0, f64::min);
+    let x_max = points().map(|p| p.0).fold(1.0, f64::max);
+    // Headroom for the legend, above the lines.
+    let y_max = points().map(|p| p.1).fold(1.0, f64::max) * 1.4;
+    let root = SVGBackend::with_string(svg, SIZE).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(format!("Memory, sampled every {} s", sample::EVERY.as_secs()), ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x_min..x_max, 0f64..y_max)
+        .map_err(|e| anyhow!("{e}"))?;
+    chart
+        .configure_mesh()
+        .x_desc("seconds since the first event was produced")
+        .y_desc("MiB")
+        .y_label_formatter(&|y| format!("{y:.0}"))
+        .draw()
+        .map_err(|e| anyhow!("{e}"))?;
+    for (label, style, points) in lines {
+        chart
+            .draw_series(LineSeries::new(points, style))
+            .map_err(|e| anyhow!("{e}"))?
+            .label(label)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
     }
     chart

@@ -1,6 +1,7 @@
-//! The report folder: `report.md` (machine, command, client settings, one
-//! row per mode, ratios), the plots (`plot`), and the summary printed at the
-//! end. Secrets of the client settings are shown as `***`.
+//! The report folder: `report.md` (machine, command, scorer and client
+//! settings, one row per mode, ratios, memory over time), the plots
+//! (`plot`), and the summary printed at the end. Secrets of the client
+//! settings are shown as `***`.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -10,6 +11,7 @@ use anyhow::Context;
 use loyalty_scorer::config::is_secret_property;
 use rdkafka::config::ClientConfig;
 
+use super::sample::{self, Trend};
 use super::{Mode, Outcome, Run, plot};
 
 /// The client settings as configured, sorted; the brokers' address (a
@@ -144,7 +146,26 @@ pub fn summary(run: &Run, outcomes: &[Outcome]) -> String {
     for (label, value) in ratios(outcomes) {
         let _ = writeln!(s, "{label}: {value:.2}");
     }
-    let _ = writeln!(s, "offered: {rate}, {} partitions", run.plan.partitions);
+    for o in outcomes.iter().filter(|_| run.plan.duration.is_some()) {
+        let first = o.produced.first_us;
+        if let Some(t) = sample::trend(&sample::series(&o.samples, first, |x| x.rss)) {
+            let redis = sample::trend(&sample::series(&o.samples, first, |x| x.redis))
+                .map_or(String::new(), |r| format!("; Redis used_memory {} -> {} MiB", mib1(r.settled), mib1(r.end)));
+            let _ = writeln!(
+                s,
+                "{} RSS: {} MiB at {} s, {} MiB at the end ({} s), peak {} MiB, slope {} over the second half{redis}",
+                o.mode.name(),
+                mib1(t.settled),
+                secs(t.settled_at),
+                mib1(t.end),
+                secs(t.end_at),
+                mib1(t.peak),
+                slope_text(&t)
+            );
+        }
+    }
+    let duration = run.plan.duration.map_or(String::new(), |d| format!(" for {d} s"));
+    let _ = writeln!(s, "offered: {rate}{duration}, {} partitions", run.plan.partitions);
     for line in verdicts(outcomes) {
         let _ = writeln!(s, "{line}");
     }
@@ -224,10 +245,15 @@ fn settings_block(s: &mut String, title: &str, settings: &[(String, String)]) {
     let _ = writeln!(s, "```\n");
 }
 
-/// Writes `report.md`, `throughput.svg` and `latency.svg` into `out`.
+/// Writes `report.md`, `throughput.svg`, `latency.svg` and, when a daemon
+/// ran, `rss.svg` and `memory.csv` into `out`.
 pub fn write(out: &Path, run: &Run, outcomes: &[Outcome]) -> anyhow::Result<()> {
     std::fs::write(out.join("throughput.svg"), plot::throughput(outcomes)?).context("writing throughput.svg")?;
     std::fs::write(out.join("latency.svg"), plot::latency(outcomes)?).context("writing latency.svg")?;
+    if has_memory(outcomes) {
+        std::fs::write(out.join("rss.svg"), plot::memory(outcomes)?).context("writing rss.svg")?;
+        std::fs::write(out.join("memory.csv"), memory_csv(outcomes)).context("writing memory.csv")?;
+    }
     std::fs::write(out.join("report.md"), markdown(run, outcomes)).context("writing report.md")?;
     Ok(())
 }
@@ -269,19 +295,34 @@ pub fn markdown(run: &Run, outcomes: &[Outcome]) -> String {
     );
 
     let p = &run.plan;
-    let (min, mean, max) = run.stream_sizes;
-    let (rewards, dead, anonymous) = run.expected;
+    let t = &run.stream;
+    let (min, mean, max) = (t.smallest, t.mean(), t.largest);
+    let (rewards, dead, anonymous) = (t.rewards, t.dead_letters, t.anonymous);
     let _ = writeln!(s, "## Stream\n");
-    let _ = writeln!(
-        s,
-        "{} generated events (seed {}, {} members, Zipf 1.1), {min} to {max} bytes, mean {mean}: {rewards} become reward events, {dead} dead letters, {anonymous} are anonymous sales (no output). The unbatched mode is offered the first {} of them. Offered {} into {} partitions per topic; every mode on fresh topics and fresh Redis keys.\n",
-        p.events,
-        p.seed,
-        p.members,
-        p.unbatched_events,
-        if p.rate == 0 { "as fast as the broker takes them".to_owned() } else { format!("at {} events/s", p.rate) },
-        p.partitions
-    );
+    let rate =
+        if p.rate == 0 { "as fast as the broker takes them".to_owned() } else { format!("at {} events/s", p.rate) };
+    match p.duration {
+        None => {
+            let _ = writeln!(
+                s,
+                "{} generated events (seed {}, {} members, Zipf 1.1), {min} to {max} bytes, mean {mean}: {rewards} become reward events, {dead} dead letters, {anonymous} are anonymous sales (no output). The unbatched mode is offered the first {} of them. Offered {rate} into {} partitions per topic; every mode on fresh topics and fresh Redis keys.\n",
+                p.events, p.seed, p.members, p.unbatched_events, p.partitions
+            );
+        }
+        Some(seconds) => {
+            let _ = writeln!(
+                s,
+                "A soak: {} events offered {rate} for {seconds} s to each mode, into {} partitions per topic, every mode on fresh topics and fresh Redis keys. The stream (seed {}, {} members, Zipf 1.1) is generated as it is offered, in chunks of {} lines, never whole in memory. Of the {} lines generated: {min} to {max} bytes, mean {mean}; {rewards} become reward events, {dead} dead letters, {anonymous} are anonymous sales (no output).\n",
+                p.events,
+                p.partitions,
+                p.seed,
+                p.members,
+                super::stream::CHUNK_LINES,
+                t.lines
+            );
+        }
+    }
+    scorer_settings(&mut s, run, outcomes);
     let _ = writeln!(s, "## Results\n");
     s.push_str(&table(outcomes));
     s.push('\n');
@@ -342,7 +383,11 @@ pub fn markdown(run: &Run, outcomes: &[Outcome]) -> String {
     }
     s.push('\n');
 
+    memory(&mut s, outcomes);
     let _ = writeln!(s, "## Plots\n\n![throughput](throughput.svg)\n\n![latency](latency.svg)\n");
+    if has_memory(outcomes) {
+        let _ = writeln!(s, "![memory](rss.svg)\n");
+    }
     let _ = writeln!(s, "## Client settings\n");
     let _ = writeln!(
         s,
@@ -382,4 +427,136 @@ pub fn command_line() -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+fn mib1(bytes: u64) -> String {
+    format!("{:.1}", bytes as f64 / (1 << 20) as f64)
+}
+
+/// "-" when the second half has fewer than two samples.
+fn slope_text(t: &Trend) -> String {
+    t.slope_per_minute.map_or("-".to_owned(), |b| format!("{:+.2} MiB/min", b / (1 << 20) as f64))
+}
+
+/// Seconds into a run, to a tenth when under ten.
+fn secs(seconds: f64) -> String {
+    if seconds.abs() < 10.0 { format!("{seconds:.1}") } else { format!("{seconds:.0}") }
+}
+
+/// Some mode sampled a daemon's memory.
+fn has_memory(outcomes: &[Outcome]) -> bool {
+    outcomes.iter().any(|o| o.samples.iter().any(|s| s.rss.is_some()))
+}
+
+/// A mode's cell of a table.
+type Cell = fn(&Outcome) -> String;
+
+/// Every sample of the daemon modes, one line each; a value that could not
+/// be read is empty.
+pub fn memory_csv(outcomes: &[Outcome]) -> String {
+    let mut csv = String::from("mode,seconds,daemon_rss_bytes,redis_used_memory_bytes,driver_rss_bytes\n");
+    let cell = |v: Option<u64>| v.map_or(String::new(), |v| v.to_string());
+    for o in outcomes.iter().filter(|o| o.samples.iter().any(|x| x.rss.is_some())) {
+        for x in &o.samples {
+            let seconds = (x.at_us as f64 - o.produced.first_us as f64) / 1e6;
+            let _ = writeln!(
+                csv,
+                "{},{seconds:.3},{},{},{}",
+                o.mode.name(),
+                cell(x.rss),
+                cell(x.redis),
+                cell(x.driver_rss)
+            );
+        }
+    }
+    csv
+}
+
+/// The scorer's settings: the batching each mode loaded, and the keys
+/// given with `--scorer-setting`.
+fn scorer_settings(s: &mut String, run: &Run, outcomes: &[Outcome]) {
+    let _ = writeln!(s, "## Scorer settings\n");
+    let given = &run.plan.settings;
+    if given.is_empty() {
+        let _ = writeln!(
+            s,
+            "No `--scorer-setting`: the configuration's defaults, but for the unbatched mode's batch size.\n"
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "Given with `--scorer-setting`, written into every mode's configuration (the unbatched mode keeps `max_batch_events = 1`): {}.\n",
+            given.iter().map(|(k, v)| format!("`{k} = {v}`")).collect::<Vec<_>>().join(", ")
+        );
+    }
+    let _ = write!(s, "| key |");
+    for o in outcomes {
+        let _ = write!(s, " {} |", o.mode.name());
+    }
+    let _ = writeln!(s, "\n|---|{}", "---:|".repeat(outcomes.len()));
+    let loaded: [(&str, Cell); 3] = [
+        ("batching.max_batch_events", |o| o.batching.0.to_string()),
+        ("batching.max_batch_wait_ms", |o| o.batching.1.to_string()),
+        ("batching.max_in_flight_events", |o| o.batching.2.to_string()),
+    ];
+    for (key, value) in loaded {
+        let mark = if given.iter().any(|(k, _)| k == key) { " (given)" } else { "" };
+        let _ = write!(s, "| `{key}`{mark} |");
+        for o in outcomes {
+            let _ = write!(s, " {} |", value(o));
+        }
+        s.push('\n');
+    }
+    for (key, value) in given.iter().filter(|(k, _)| !loaded.iter().any(|(l, _)| l == k)) {
+        let _ = write!(s, "| `{key}` (given) |");
+        for _ in outcomes {
+            let _ = write!(s, " {value} |");
+        }
+        s.push('\n');
+    }
+    let _ = writeln!(
+        s,
+        "\nThe passthrough reads `max_in_flight_events` only (outputs unacknowledged at once); `<mode>.toml` beside this report is each mode's whole file.\n"
+    );
+}
+
+/// The memory section: each series' value once warmed up, at the end, its
+/// peak and its slope over the second half.
+fn memory(s: &mut String, outcomes: &[Outcome]) {
+    if !has_memory(outcomes) {
+        return;
+    }
+    let _ = writeln!(s, "## Memory over time\n");
+    let _ = writeln!(
+        s,
+        "| mode | series | after warm-up MiB | at the end MiB | peak MiB | slope, second half | samples |\n|---|---|---:|---:|---:|---:|---:|"
+    );
+    let series: [(&str, sample::Field); 3] =
+        [("daemon RSS", |x| x.rss), ("Redis used_memory", |x| x.redis), ("driver RSS", |x| x.driver_rss)];
+    for o in outcomes.iter().filter(|o| o.samples.iter().any(|x| x.rss.is_some())) {
+        for (name, value) in series {
+            let points = sample::series(&o.samples, o.produced.first_us, value);
+            let Some(t) = sample::trend(&points) else { continue };
+            let peak = match (name, &o.sut) {
+                ("daemon RSS", Some((_, after))) => format!("{} (VmHWM {})", mib1(t.peak), mib1(after.peak_rss)),
+                _ => mib1(t.peak),
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {name} | {} (at {} s) | {} (at {} s) | {peak} | {} | {} |",
+                o.mode.name(),
+                mib1(t.settled),
+                secs(t.settled_at),
+                mib1(t.end),
+                secs(t.end_at),
+                slope_text(&t),
+                points.len()
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\nSampled every {} s from the end of the warm-up to the last output read (VmRSS of `/proc/PID/status`; Redis `INFO memory`, of the redis-server started for the mode only); times are seconds since the first event was produced. After warm-up: the first sample at or after 60 s, or a quarter of the way through a run shorter than 2 minutes. Slope: least squares over the samples of the second half of the run (-: fewer than two there). Every sample is in `memory.csv`. Redis keeps each member's state and each event's record for refunds and repeats (`redis.retention_days` of event time; the stream's events are 2.6 s apart), so its memory grows with the events scored. The driver generates the stream, produces it and reads the outputs.\n",
+        sample::EVERY.as_secs()
+    );
 }
