@@ -206,7 +206,9 @@ pub async fn run<S: BatchStore>(
     daemon.lanes.busy.retain(|b| b.delay.is_zero());
     while !daemon.lanes.busy.is_empty() {
         let (lane, job, result) = daemon.lanes.next().await;
-        if result.is_ok() {
+        // A job the store refuses now is not retried: it is redelivered.
+        let retry = matches!(&result, Err(BatchError::Store(error)) if error.disposition() == Disposition::Retry);
+        if !retry {
             daemon.scored(lane, job, result).await?;
         }
     }

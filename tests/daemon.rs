@@ -737,6 +737,49 @@ async fn partitions_scored_in_concurrent_lanes_keep_each_members_order() {
     assert_complete(&brokers, &lines, &want, "lanes").await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_refusing_writes_mid_stream_pauses_the_lanes_and_loses_nothing() {
+    let server = RedisServer::start();
+    let port = server.port();
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic(INPUT, 2, 1).unwrap();
+    for topic in [REWARDS, DEAD_LETTERS] {
+        cluster.create_topic(topic, 1, 1).unwrap();
+    }
+    let brokers = cluster.bootstrap_servers();
+    let programs = programs(&basic_rules());
+    let lines = stream(STREAM_EVENTS, 17);
+    let want = reference(&programs, &lines);
+    produce(&brokers, &lines).await;
+    let config = config(&brokers, "refusing", 32, &[("max.partition.fetch.bytes", "4096")]);
+    let mut stores = Vec::new();
+    for _ in 0..2 {
+        stores.push(RedisStore::connect(&server.url(), "refusing").await.unwrap());
+    }
+    // A third of the way in, Redis refuses every write (as at `maxmemory`)
+    // for a second; the lanes retry, readiness drops, and then all resumes.
+    let (mut refused_at, mut unready, mut restored) = (None::<Instant>, false, false);
+    let summary = drive(&config, programs, stores, lines.len() as u64, |done, ready| match refused_at {
+        None if done >= STREAM_EVENTS / 3 => {
+            support::redis::must_call(port, &["CONFIG", "SET", "maxmemory", "1"]).expect_ok("maxmemory 1");
+            refused_at = Some(Instant::now());
+        }
+        Some(at) if !restored => {
+            unready |= !ready;
+            if at.elapsed() > Duration::from_secs(1) {
+                support::redis::must_call(port, &["CONFIG", "SET", "maxmemory", "0"]).expect_ok("maxmemory 0");
+                restored = true;
+            }
+        }
+        _ => {}
+    })
+    .await;
+    assert!(restored, "the stream ended before Redis refused writes for a second");
+    assert!(summary.retries > 0, "no batch was retried: {summary:?}");
+    assert!(unready, "the daemon stayed ready while Redis refused its writes");
+    assert_complete(&brokers, &lines, &want, "refusing").await;
+}
+
 // ---------------------------------------------------------------------------
 // Restart
 // ---------------------------------------------------------------------------
