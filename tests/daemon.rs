@@ -514,11 +514,7 @@ async fn golden_examples_with_redis() {
     for name in ["basic", "lifecycle"] {
         // Several lanes, one partition: its batches are still scored one
         // after the other, so the rewards come in input order.
-        let mut stores = Vec::new();
-        for _ in 0..3 {
-            stores.push(RedisStore::connect(&server.url(), &format!("golden-{name}")).await.unwrap());
-        }
-        golden(name, stores).await;
+        golden(name, lanes(&server, &format!("golden-{name}"), 3).await).await;
     }
 }
 
@@ -709,14 +705,29 @@ async fn deliveries_that_fail_are_sent_again_without_skipping_input() {
 // Scoring lanes
 // ---------------------------------------------------------------------------
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn partitions_scored_in_concurrent_lanes_keep_each_members_order() {
-    let server = RedisServer::start();
+/// A mock cluster whose input topic has `partitions` partitions.
+fn mock_partitioned(partitions: i32) -> Mock {
     let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic(INPUT, 4, 1).unwrap();
+    cluster.create_topic(INPUT, partitions, 1).unwrap();
     for topic in [REWARDS, DEAD_LETTERS] {
         cluster.create_topic(topic, 1, 1).unwrap();
     }
+    cluster
+}
+
+/// `n` scoring lanes' stores: one connection each, one key prefix.
+async fn lanes(server: &RedisServer, prefix: &str, n: usize) -> Vec<RedisStore> {
+    let mut stores = Vec::new();
+    for _ in 0..n {
+        stores.push(RedisStore::connect(&server.url(), prefix).await.unwrap());
+    }
+    stores
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_scored_in_concurrent_lanes_keep_each_members_order() {
+    let server = RedisServer::start();
+    let cluster = mock_partitioned(4);
     let brokers = cluster.bootstrap_servers();
     let programs = programs(&basic_rules());
     // Keyed by member: a member's events share a partition, and the
@@ -727,10 +738,7 @@ async fn partitions_scored_in_concurrent_lanes_keep_each_members_order() {
     // Small fetches interleave the partitions in the consumer's queue (a
     // backlog otherwise comes a whole partition at a time).
     let config = config(&brokers, "lanes", 32, &[("max.partition.fetch.bytes", "4096")]);
-    let mut stores = Vec::new();
-    for _ in 0..4 {
-        stores.push(RedisStore::connect(&server.url(), "lanes").await.unwrap());
-    }
+    let stores = lanes(&server, "lanes", 4).await;
     let summary = drive(&config, programs, stores, lines.len() as u64, |_, _| {}).await;
     assert_eq!(summary.events, lines.len() as u64, "events of the run: {summary:?}");
     assert!(summary.overlapped > 0, "no batch was scored while another was: {summary:?}");
@@ -741,21 +749,14 @@ async fn partitions_scored_in_concurrent_lanes_keep_each_members_order() {
 async fn a_redis_refusing_writes_mid_stream_pauses_the_lanes_and_loses_nothing() {
     let server = RedisServer::start();
     let port = server.port();
-    let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic(INPUT, 2, 1).unwrap();
-    for topic in [REWARDS, DEAD_LETTERS] {
-        cluster.create_topic(topic, 1, 1).unwrap();
-    }
+    let cluster = mock_partitioned(2);
     let brokers = cluster.bootstrap_servers();
     let programs = programs(&basic_rules());
     let lines = stream(STREAM_EVENTS, 17);
     let want = reference(&programs, &lines);
     produce(&brokers, &lines).await;
     let config = config(&brokers, "refusing", 32, &[("max.partition.fetch.bytes", "4096")]);
-    let mut stores = Vec::new();
-    for _ in 0..2 {
-        stores.push(RedisStore::connect(&server.url(), "refusing").await.unwrap());
-    }
+    let stores = lanes(&server, "refusing", 2).await;
     // A third of the way in, Redis refuses every write (as at `maxmemory`)
     // for a second; the lanes retry, readiness drops, and then all resumes.
     let (mut refused_at, mut unready, mut restored) = (None::<Instant>, false, false);
