@@ -10,6 +10,7 @@
 
 use loyalty_scorer::generate;
 mod drive;
+mod mock_broker;
 mod redis_memory;
 mod redis_reference;
 mod resp;
@@ -39,6 +40,9 @@ enum Command {
     /// The end-to-end load test: passthrough, unbatched and batched scorer
     /// against a broker and Redis; writes a report with plots.
     Drive(drive::Options),
+    /// Serve librdkafka's mock cluster on loopback and print its address
+    /// (for soak runs: it keeps a bounded tail of each partition).
+    MockBroker(mock_broker::Options),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -58,5 +62,6 @@ fn main() -> anyhow::Result<()> {
         Command::RedisReference(options) => redis_reference::main(&options),
         Command::RedisMemory(options) => redis_memory::main(&options),
         Command::Drive(options) => drive::main(&options),
+        Command::MockBroker(options) => mock_broker::main(&options),
     }
 }

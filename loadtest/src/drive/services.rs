@@ -173,10 +173,38 @@ pub async fn create_topics(brokers: &str, names: &[&str], partitions: i32) -> an
     let topics: Vec<NewTopic<'_>> =
         names.iter().map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1))).collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20)));
-    let results = admin.create_topics(&topics, &options).await.context("creating topics")?;
+    let results = match admin.create_topics(&topics, &options).await {
+        Ok(results) => results,
+        // librdkafka's mock cluster (`loadtest mock-broker`) does not answer
+        // CreateTopics; it creates a topic a producer asks metadata for.
+        Err(error) => {
+            return auto_create(brokers, names, partitions).with_context(|| format!("creating topics: {error}"));
+        }
+    };
     for result in results {
         if let Err((topic, error)) = result {
             bail!("creating topic {topic}: {error}");
+        }
+    }
+    Ok(())
+}
+
+/// Creates topics by asking metadata for them as a producer, and checks
+/// they came with `partitions` partitions (the broker's default).
+fn auto_create(brokers: &str, names: &[&str], partitions: i32) -> anyhow::Result<()> {
+    use rdkafka::producer::{BaseProducer, Producer as _};
+    let producer: BaseProducer =
+        ClientConfig::new().set("bootstrap.servers", brokers).create().context("creating a client to create topics")?;
+    for name in names {
+        let metadata = producer
+            .client()
+            .fetch_metadata(Some(name), Duration::from_secs(10))
+            .with_context(|| format!("asking metadata for {name}"))?;
+        let got = metadata.topics().first().map_or(0, |t| t.partitions().len());
+        if got != usize::try_from(partitions).unwrap_or(0) {
+            bail!(
+                "topic {name} came with {got} partitions, not {partitions} (the broker's default; pass --partitions {got})"
+            );
         }
     }
     Ok(())
