@@ -168,15 +168,18 @@ pub async fn run<S: BatchStore>(
                     messages.push(message);
                     break;
                 }
-                Step::Progress => {}
+                Step::Progress | Step::Timeout => {}
             }
         }
+        // The work under way goes on meanwhile: a job's next round trip
+        // does not wait for this batch to fill.
         let deadline = tokio::time::Instant::now() + config.batching.max_batch_wait;
         while messages.len() < max_events {
-            match tokio::time::timeout_at(deadline, consumer.recv()).await {
-                Ok(Ok(message)) => messages.push(message),
-                Ok(Err(error)) => tracing::warn!(%error, "kafka consumer error"),
-                Err(_) => break,
+            match daemon.step_until(true, Some(deadline)).await? {
+                Step::Received(message) => messages.push(message),
+                Step::Progress => {}
+                Step::Timeout => break,
+                Step::Stop => break 'run,
             }
         }
         for m in &messages {
@@ -263,6 +266,8 @@ enum Step<'c> {
     Received(BorrowedMessage<'c>),
     /// A batch was scored and sent, or finished, or the consumer reported an error.
     Progress,
+    /// The deadline of [`Daemon::step_until`] passed.
+    Timeout,
 }
 
 /// The daemon's state: its side of Kafka, the scoring lanes and the batches
@@ -287,7 +292,20 @@ impl<'c, S: BatchStore + 'c> Daemon<'c, S> {
     /// is sent) or, when `receive`, a message. Without `receive`, something
     /// must be under way.
     async fn step(&mut self, receive: bool) -> anyhow::Result<Step<'c>> {
+        self.step_until(receive, None).await
+    }
+
+    /// [`Self::step`], or [`Step::Timeout`] at `deadline`. The deadline is
+    /// one of the branches, so what a branch started (sending a batch,
+    /// finishing one) is never cut short by it.
+    async fn step_until(&mut self, receive: bool, deadline: Option<tokio::time::Instant>) -> anyhow::Result<Step<'c>> {
         let consumer = self.feed.consumer;
+        let timeout = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             biased;
             () = self.feed.shutdown.cancelled() => Ok(Step::Stop),
@@ -305,6 +323,7 @@ impl<'c, S: BatchStore + 'c> Daemon<'c, S> {
                     Ok(Step::Progress)
                 }
             },
+            () = timeout => Ok(Step::Timeout),
         }
     }
 
