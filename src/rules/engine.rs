@@ -11,7 +11,8 @@
 
 use rust_decimal::Decimal;
 
-use crate::event::{Event, Kind, Micros};
+use crate::decode::MAX_ITEMS;
+use crate::event::{Event, Item, Kind, Micros};
 pub use crate::outcome::{Line, Outcome, StampTouch, Status};
 use crate::rules::model::{Basis, Downgrade, ExpiryMode, Filters, Period, Program, Rule, RuleKind, StampCount};
 use crate::rules::round::{MAX_LINE_POINTS, product, scaled};
@@ -167,6 +168,48 @@ fn in_categories(categories: &[String], category: Option<&str>) -> bool {
     category.is_some_and(|c| categories.iter().any(|x| x == c))
 }
 
+/// Items a basket can hold in [`Basket`]'s bitset: every basket the decoder
+/// accepts.
+const BASKET_BITS: usize = 1024;
+const _: () = assert!(MAX_ITEMS <= BASKET_BITS);
+
+/// A purchase's items with, worked out once, which of them count (their
+/// category is not excluded): the base points and every rule that walks the
+/// basket ask, and each answer is string comparisons.
+struct Basket<'e, 'a> {
+    items: &'e [Item<'a>],
+    /// Bit `i % 64` of word `i / 64`: item `i` counts. An item past the
+    /// bitset (only an event built by hand can have one) is asked each time.
+    counted: [u64; BASKET_BITS / 64],
+    /// The amounts of the excluded items.
+    excluded: Decimal,
+}
+
+impl<'e, 'a> Basket<'e, 'a> {
+    fn new(program: &Program, items: &'e [Item<'a>]) -> Self {
+        let mut basket = Basket { items, counted: [0; BASKET_BITS / 64], excluded: Decimal::ZERO };
+        for (i, item) in items.iter().enumerate() {
+            if program.is_excluded(item.category) {
+                basket.excluded += item.amount;
+            } else if let Some(word) = basket.counted.get_mut(i / 64) {
+                *word |= 1 << (i % 64);
+            }
+        }
+        basket
+    }
+
+    /// The items that count, in basket order.
+    fn counted<'b>(&'b self, program: &'b Program) -> impl Iterator<Item = &'e Item<'a>> + 'b {
+        self.items.iter().enumerate().filter_map(move |(i, item)| {
+            let counts = match self.counted.get(i / 64) {
+                Some(word) => word >> (i % 64) & 1 == 1,
+                None => !program.is_excluded(item.category),
+            };
+            counts.then_some(item)
+        })
+    }
+}
+
 fn purchase(
     program: &Program,
     settings: &Settings,
@@ -178,20 +221,20 @@ fn purchase(
 ) {
     let rounding = program.rounding;
     let rate = program.earn_rate(event.merchant_id);
-    let excluded: Decimal = event.items.iter().filter(|i| program.is_excluded(i.category)).map(|i| i.amount).sum();
-    let eligible = (event.total - excluded).max(Decimal::ZERO);
+    let basket = Basket::new(program, event.items);
+    let eligible = (event.total - basket.excluded).max(Decimal::ZERO);
     out.spend = eligible;
 
     // Earning lines are kept even at 0 until caps have cut, so the cut walks
     // the real evaluation order; zeros are dropped at the end.
     let first_earning = out.lines.len();
-    let base = rounding.points(product(eligible, rate));
+    let base = rounding.product_points(eligible, rate);
     out.lines.push((Line::Base, base));
     let tier = &program.tiers[out.tier_before];
     if tier.multiplier != Decimal::ONE {
         out.lines.push((
             Line::Tier(out.tier_before),
-            rounding.points(product(Decimal::from(base), tier.multiplier - Decimal::ONE)),
+            rounding.product_points(Decimal::from(base), tier.multiplier - Decimal::ONE),
         ));
     }
 
@@ -201,7 +244,8 @@ fn purchase(
         {
             continue;
         }
-        let points = bonus(program, rule, index, state, event, local, rate, eligible, out).clamp(0, MAX_LINE_POINTS);
+        let points =
+            bonus(program, rule, index, state, event, &basket, local, rate, eligible, out).clamp(0, MAX_LINE_POINTS);
         let points = match rule.budget_points {
             Some(budget) => points.min((budget - budgets.spent(&program.id, &rule.id)).max(0)),
             None => points,
@@ -214,7 +258,8 @@ fn purchase(
         earned -= cut(&mut out.lines[first_earning..], earned - max);
     }
     if let Some(max) = program.caps.max_points_per_member_per_day {
-        let today = state.daily_earned.iter().find(|(d, _)| *d == local.day).map_or(0, |(_, p)| *p);
+        // Days are unique and mostly in time order: today is usually last.
+        let today = state.daily_earned.iter().rev().find(|(d, _)| *d == local.day).map_or(0, |(_, p)| *p);
         earned -= cut(&mut out.lines[first_earning..], earned - (max - today).max(0));
     }
     for &(line, points) in &out.lines[first_earning..] {
@@ -270,16 +315,17 @@ fn bonus(
     index: usize,
     state: &mut MemberState,
     event: &Event<'_>,
+    basket: &Basket<'_, '_>,
     local: &Local,
     rate: Decimal,
     eligible: Decimal,
     out: &mut Outcome,
 ) -> i64 {
-    let counted = || event.items.iter().filter(|i| !program.is_excluded(i.category));
+    let counted = || basket.counted(program);
     match &rule.kind {
         RuleKind::CategoryMultiplier { categories, multiplier } => {
             let amount: Decimal = counted().filter(|i| in_categories(categories, i.category)).map(|i| i.amount).sum();
-            program.rounding.points(product(product(amount, rate), *multiplier - Decimal::ONE))
+            program.rounding.product_points(product(amount, rate), *multiplier - Decimal::ONE)
         }
         RuleKind::BasketThreshold { min_spend, bonus_points, gift } => {
             if eligible < *min_spend {
@@ -372,15 +418,20 @@ fn cut(lines: &mut [(Line, i64)], excess: i64) -> i64 {
 }
 
 fn add_daily(state: &mut MemberState, settings: &Settings, day: i32, points: i64) {
-    match state.daily_earned.iter_mut().find(|(d, _)| *d == day) {
+    match state.daily_earned.iter_mut().rev().find(|(d, _)| *d == day) {
         Some((_, p)) => *p = p.saturating_add(points),
         None => {
             state.daily_earned.push((day, points));
             // Days within the retention window can still see late events;
-            // older counters are dropped.
-            let newest = state.daily_earned.iter().map(|(d, _)| *d).max().unwrap_or(day);
+            // older counters are dropped. One pass finds both ends, and the
+            // list is rewritten only when a counter is due to go.
+            let (oldest, newest) =
+                state.daily_earned.iter().fold((day, day), |(lo, hi), &(d, _)| (lo.min(d), hi.max(d)));
             let kept = i32::try_from(settings.retention_days).unwrap_or(i32::MAX);
-            state.daily_earned.retain(|(d, _)| *d >= newest.saturating_sub(kept));
+            let from = newest.saturating_sub(kept);
+            if oldest < from {
+                state.daily_earned.retain(|(d, _)| *d >= from);
+            }
         }
     }
 }
@@ -477,7 +528,7 @@ fn refund(
         .and_then(|r| r.purchase.map(|p| (r, p)));
     let Some((mut known, mut record)) = known else {
         out.original_unknown = true;
-        let points = program.rounding.points(product(event.total, program.points_per_unit));
+        let points = program.rounding.product_points(event.total, program.points_per_unit);
         state.debit(points, None);
         push_line(out, Line::Refund, -points);
         return;
