@@ -82,11 +82,9 @@ fn needs_escape(bytes: &[u8]) -> bool {
         w.copy_from_slice(chunk);
         found |= word(u64::from_le_bytes(w));
     }
-    // The tail is padded with spaces, which need no escape.
-    let tail = chunks.remainder();
-    let mut w = [b' '; 8];
-    w[..tail.len()].copy_from_slice(tail);
-    found | word(u64::from_le_bytes(w))
+    // The tail byte by byte: copying it into a padded word would cost a
+    // call to `memcpy` and a stalled load of the word it just wrote.
+    found || chunks.remainder().iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 /// Appends a string this module spells itself (a status, a kind, a line

@@ -257,9 +257,12 @@ fn purchase(
     if let Some(max) = program.caps.max_points_per_event {
         earned -= cut(&mut out.lines[first_earning..], earned - max);
     }
-    if let Some(max) = program.caps.max_points_per_member_per_day {
-        // Days are unique and mostly in time order: today is usually last.
-        let today = state.daily_earned.iter().rev().find(|(d, _)| *d == local.day).map_or(0, |(_, p)| *p);
+    // Day counters matter only to a daily cap; without one they would be
+    // bytes in every member's stored state for nothing.
+    let daily_cap = program.caps.max_points_per_member_per_day;
+    let days = daily_cap.map(|_| Days::scan(&state.daily_earned, local.day));
+    if let (Some(max), Some(days)) = (daily_cap, days) {
+        let today = days.today.map_or(0, |i| state.daily_earned[i].1);
         earned -= cut(&mut out.lines[first_earning..], earned - (max - today).max(0));
     }
     for &(line, points) in &out.lines[first_earning..] {
@@ -272,10 +275,8 @@ fn purchase(
     }
     out.lines.retain(|(_, p)| *p != 0);
 
-    // Day counters matter only to a daily cap; without one they would be
-    // bytes in every member's stored state for nothing.
-    if program.caps.max_points_per_member_per_day.is_some() {
-        add_daily(state, settings, local.day, earned);
+    if let Some(days) = days {
+        add_daily(state, settings, days, local.day, earned);
     }
     let lifetime_before = state.lifetime_earned;
     state.lifetime_earned = state.lifetime_earned.saturating_add(earned);
@@ -417,19 +418,42 @@ fn cut(lines: &mut [(Line, i64)], excess: i64) -> i64 {
     excess.max(0) - left
 }
 
-fn add_daily(state: &mut MemberState, settings: &Settings, day: i32, points: i64) {
-    match state.daily_earned.iter_mut().rev().find(|(d, _)| *d == day) {
-        Some((_, p)) => *p = p.saturating_add(points),
+/// What a daily cap needs from the day counters, found in one pass: today's
+/// counter, and the oldest and newest day held (counting today).
+#[derive(Clone, Copy)]
+struct Days {
+    today: Option<usize>,
+    oldest: i32,
+    newest: i32,
+}
+
+impl Days {
+    fn scan(daily: &[(i32, i64)], day: i32) -> Days {
+        let mut days = Days { today: None, oldest: day, newest: day };
+        for (i, &(d, _)) in daily.iter().enumerate() {
+            if d == day {
+                days.today = Some(i);
+            }
+            days.oldest = days.oldest.min(d);
+            days.newest = days.newest.max(d);
+        }
+        days
+    }
+}
+
+/// Adds `points` to the counter of `day`; `days` is the scan of the counters
+/// as they are.
+fn add_daily(state: &mut MemberState, settings: &Settings, days: Days, day: i32, points: i64) {
+    match days.today {
+        Some(i) => state.daily_earned[i].1 = state.daily_earned[i].1.saturating_add(points),
         None => {
             state.daily_earned.push((day, points));
             // Days within the retention window can still see late events;
-            // older counters are dropped. One pass finds both ends, and the
-            // list is rewritten only when a counter is due to go.
-            let (oldest, newest) =
-                state.daily_earned.iter().fold((day, day), |(lo, hi), &(d, _)| (lo.min(d), hi.max(d)));
+            // older counters are dropped (the list is rewritten only when
+            // one is due to go).
             let kept = i32::try_from(settings.retention_days).unwrap_or(i32::MAX);
-            let from = newest.saturating_sub(kept);
-            if oldest < from {
+            let from = days.newest.saturating_sub(kept);
+            if days.oldest < from {
                 state.daily_earned.retain(|(d, _)| *d >= from);
             }
         }

@@ -46,9 +46,7 @@ impl Rounding {
     fn small_product_points(self, a: Decimal, b: Decimal) -> Option<i64> {
         let x = u64::try_from(a.mantissa()).ok()?;
         let y = u64::try_from(b.mantissa()).ok()?;
-        let m = x.checked_mul(y)?;
-        let unit = 10u64.checked_pow(a.scale() + b.scale())?;
-        let (quotient, remainder) = (m / unit, m % unit);
+        let (quotient, remainder, unit) = split_pow10(x.checked_mul(y)?, a.scale() + b.scale())?;
         // Twice the remainder against the unit, without doubling (10^19 x 2
         // would overflow).
         let rest = unit - remainder;
@@ -77,6 +75,30 @@ impl Rounding {
             }
         };
         quotient + i128::from(up)
+    }
+}
+
+/// `(m / 10^scale, m % 10^scale, 10^scale)`, or `None` when `10^scale`
+/// overflows. Amounts and rates have few places: their scales divide by a
+/// constant, which compiles to a multiplication, not a `div`.
+fn split_pow10(m: u64, scale: u32) -> Option<(u64, u64, u64)> {
+    macro_rules! by {
+        ($unit:literal) => {
+            Some((m / $unit, m % $unit, $unit))
+        };
+    }
+    match scale {
+        0 => Some((m, 0, 1)),
+        1 => by!(10),
+        2 => by!(100),
+        3 => by!(1_000),
+        4 => by!(10_000),
+        5 => by!(100_000),
+        6 => by!(1_000_000),
+        _ => {
+            let unit = 10u64.checked_pow(scale)?;
+            Some((m / unit, m % unit, unit))
+        }
     }
 }
 
