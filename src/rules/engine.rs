@@ -380,8 +380,17 @@ fn bonus(
             let Some(year) = birthday_year(state, rule, local, *window_days) else {
                 return 0;
             };
-            state.birthdays_used.retain(|(_, y)| *y >= local.year - 2);
-            state.birthdays_used.push((rule.id.clone(), year));
+            // The entry of this rule that drops out of the kept years lends
+            // its id's allocation to the new one: a member's yearly birthday
+            // then allocates nothing once three years are on record.
+            let kept_from = local.year - 2;
+            let id = state
+                .birthdays_used
+                .iter_mut()
+                .find(|(id, y)| *y < kept_from && *id == rule.id)
+                .map_or_else(|| rule.id.clone(), |(id, _)| std::mem::take(id));
+            state.birthdays_used.retain(|(_, y)| *y >= kept_from);
+            state.birthdays_used.push((id, year));
             out.birthdays.push(index);
             if gift.is_some() {
                 out.gifts.push(index);
