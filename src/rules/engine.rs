@@ -7,7 +7,9 @@
 //! steps); each is a small function below.
 //!
 //! Scratch space lives in [`Outcome`] and is reused from one event to the
-//! next, so a warm engine allocates nothing per event.
+//! next, so a warm engine allocates nothing per event; the one exception is
+//! a birthday bonus, whose record may need a string for its rule id
+//! (`tests/hot_path_alloc.rs` pins the bound).
 
 use rust_decimal::Decimal;
 
@@ -380,9 +382,9 @@ fn bonus(
             let Some(year) = birthday_year(state, rule, local, *window_days) else {
                 return 0;
             };
-            // The entry of this rule that drops out of the kept years lends
-            // its id's allocation to the new one: a member's yearly birthday
-            // then allocates nothing once three years are on record.
+            // An entry of this rule that drops out of the kept years lends
+            // its id's allocation to the new one: a yearly birthday bonus
+            // allocates only when the member's number of entries grows.
             let kept_from = local.year - 2;
             let id = state
                 .birthdays_used
