@@ -389,6 +389,14 @@ impl<'a> Verdict<'a> {
         self.note(reason, Detail::Field(field));
     }
 
+    /// Notes, at this point of the order, what `other` noted: the same as
+    /// noting each of its verdicts here, since it kept the first of them.
+    fn merge(&mut self, other: Verdict<'a>) {
+        if let Some((reason, detail)) = other.first {
+            self.note(reason, detail);
+        }
+    }
+
     fn into_error(self) -> Option<DecodeError> {
         self.first.map(|(reason, detail)| match detail {
             Detail::Field(f) | Detail::Value(f) => DecodeError::new(reason, f),
@@ -407,11 +415,19 @@ impl<'a> Walk<'_, 'a, '_> {
             return Err(invalid_json());
         };
         let slots: Slots<15> = self.slots(0, event_key)?;
-        if let Some(at) = slots[ITEMS] {
-            self.check_item_keys(at)?;
-        }
         let tape = self.tape;
         let node = |k: usize| slots[k].map(|i| tape[i]);
+
+        // The items are walked once, whatever the kind: a key repeated in
+        // one of them is `invalid_json`, which comes before every other
+        // verdict; their fields are read in the same walk, and the verdicts
+        // on those wait in `item_verdict` for their turn (after `total`),
+        // when the kind is a purchase.
+        let mut item_verdict = Verdict::default();
+        let mut basket: &'a [Item<'a>] = &[];
+        if let (Some(at), Some(Node::Array { len, .. })) = (slots[ITEMS], node(ITEMS)) {
+            basket = self.items(&mut item_verdict, at + 1, len, items)?;
+        }
 
         let kind = match node(KIND) {
             None => Kind::Purchase,
@@ -490,16 +506,13 @@ impl<'a> Walk<'_, 'a, '_> {
             total = amount(&mut v, node(TOTAL), "total");
         }
 
-        let mut basket: &'a [Item<'a>] = &[];
         if kind == Kind::Purchase {
             match node(ITEMS) {
-                None => {}
-                Some(Node::Array { len, .. }) => {
-                    let first = slots[ITEMS].map_or(0, |at| at + 1);
-                    basket = self.items(&mut v, first, len, items)?;
-                }
+                None | Some(Node::Array { .. }) => v.merge(item_verdict),
                 Some(_) => v.field(Reason::InvalidField, "items"),
             }
+        } else {
+            basket = &[];
         }
 
         let mut original_event_id = None;
@@ -616,22 +629,6 @@ impl<'a> Walk<'_, 'a, '_> {
         Ok(out)
     }
 
-    /// Rejects a key repeated in any object element of `items` (at `at`)
-    /// when it is an array.
-    fn check_item_keys(&mut self, at: usize) -> Result<(), DecodeError> {
-        let Node::Array { len, .. } = self.tape[at] else {
-            return Ok(());
-        };
-        let mut element = at + 1;
-        for _ in 0..len {
-            if let Node::Object { .. } = self.tape[element] {
-                let _: Slots<4> = self.slots(element, item_key)?;
-            }
-            element = next(self.tape, element);
-        }
-        Ok(())
-    }
-
     /// The values of the known keys of the object at `at`, rejecting any
     /// repeated key as `invalid_json`.
     ///
@@ -661,7 +658,7 @@ impl<'a> Walk<'_, 'a, '_> {
                         return Err(invalid_json());
                     }
                     seen |= 1 << k;
-                    if self.tape[value] != Node::Static(StaticNode::Null) {
+                    if !matches!(self.tape[value], Node::Static(StaticNode::Null)) {
                         slots[k] = Some(value);
                     }
                 }

@@ -21,42 +21,45 @@ const MAX_SCALE: u32 = 4;
 /// followed by at least one digit. Leading zeros are allowed; a sign,
 /// exponent, space or `_` is not.
 pub fn amount_from_str(s: &str) -> Option<Decimal> {
+    // One pass: integer digits up to the first other byte, which must be
+    // the dot of a fraction of 1..=4 digits.
     let b = s.as_bytes();
-    let (int, frac) = match b.iter().position(|&c| c == b'.') {
-        Some(dot) => (&b[..dot], Some(&b[dot + 1..])),
-        None => (b, None),
-    };
-    if int.is_empty() || frac.is_some_and(<[u8]>::is_empty) {
-        return None;
-    }
-    let frac = frac.unwrap_or(&[]);
-    if frac.len() > MAX_SCALE as usize {
-        return None;
-    }
     let mut units: u64 = 0;
-    for &c in int {
-        if !c.is_ascii_digit() {
-            return None;
-        }
+    let mut at = 0;
+    while let Some(digit) = b.get(at).and_then(|c| digit(*c)) {
         // Past 10^12 the value is out of range whatever follows; stopping here
         // also keeps `units` far from overflow.
-        units = units * 10 + u64::from(c - b'0');
+        units = units * 10 + digit;
         if units > MAX_UNITS {
             return None;
         }
+        at += 1;
+    }
+    if at == 0 {
+        return None;
     }
     let mut mantissa = units;
-    for &c in frac {
-        if !c.is_ascii_digit() {
-            return None;
+    let mut scale = 0;
+    if at < b.len() {
+        let frac = match &b[at..] {
+            [b'.', frac @ ..] if (1..=MAX_SCALE as usize).contains(&frac.len()) => frac,
+            _ => return None,
+        };
+        for &c in frac {
+            mantissa = mantissa * 10 + digit(c)?;
         }
-        mantissa = mantissa * 10 + u64::from(c - b'0');
+        scale = frac.len() as u32;
     }
-    let scale = frac.len() as u32;
     if units == MAX_UNITS && mantissa != units * 10u64.pow(scale) {
         return None;
     }
     Some(Decimal::from_i128_with_scale(i128::from(mantissa), scale))
+}
+
+/// The value of an ASCII digit.
+fn digit(c: u8) -> Option<u64> {
+    let d = c.wrapping_sub(b'0');
+    (d <= 9).then_some(u64::from(d))
 }
 
 /// An amount from a JSON integer (simd-json's `U64`).
@@ -83,9 +86,44 @@ pub fn amount_from_f64(v: f64) -> Option<Decimal> {
     if !(v > 0.0 && v <= MAX_UNITS as f64) {
         return None;
     }
+    short_amount(v).or_else(|| amount_from_display(v))
+}
+
+/// [`amount_from_f64`] through the text `Display` prints.
+fn amount_from_display(v: f64) -> Option<Decimal> {
     let mut buf = StackBuf::<40>::new();
     write!(buf, "{v}").ok()?;
     amount_from_str(buf.as_str())
+}
+
+/// Below 2^33 a float and its neighbours are less than 10^-6 apart.
+const SHORT_BELOW: f64 = 8_589_934_592.0;
+
+/// [`amount_from_f64`] without formatting, for the common case: a `v` under
+/// [`SHORT_BELOW`] that is the float nearest to a decimal `m / 10^k` of at
+/// most 4 places, `k` the fewest. `None` when it finds none (the caller then
+/// formats `v`).
+///
+/// Why this is the decimal `Display` prints: `m < 2^47` and `10^k` are exact
+/// floats, so `m / 10^k` rounds once, to the float nearest `m / 10^k`; if that
+/// is `v`, the decimal reads back as `v`. Every decimal that reads back as `v`
+/// lies within `v`'s rounding interval, narrower than 10^-6 here, which holds
+/// no other decimal of up to 4 places; the shortest such decimal, which
+/// `Display` prints, has no more places (it could not be shorter with more),
+/// so it is this one. The fewest places is the scale `amount_from_str` reads
+/// from that text: `v x 10^(k-1)` is within 10^-2 of `m / 10`, so a trailing
+/// zero would have been found at `k - 1`.
+fn short_amount(v: f64) -> Option<Decimal> {
+    if v >= SHORT_BELOW {
+        return None;
+    }
+    for (scale, unit) in [1.0, 10.0, 100.0, 1_000.0, 10_000.0].into_iter().enumerate() {
+        let m = (v * unit).round();
+        if m / unit == v {
+            return Some(Decimal::from_i128_with_scale(m as i128, scale as u32));
+        }
+    }
+    None
 }
 
 /// A fixed-size text buffer; writing past its end is an error, not a panic
@@ -271,6 +309,43 @@ mod tests {
         assert_eq!(amount_from_i64(-1), None);
         assert_eq!(amount_from_u64(1_000_000_000_001), None);
         assert_eq!(amount_from_u64(7), dec("7"));
+        // The common floats skip formatting, with the scale of their text.
+        let pair = |d: Decimal| (d.mantissa(), d.scale());
+        assert_eq!(short_amount(12.99).map(pair), Some((1299, 2)));
+        assert_eq!(short_amount(12.5).map(pair), Some((125, 1)));
+        assert_eq!(short_amount(11.0).map(pair), Some((11, 0)));
+        assert_eq!(short_amount(0.1 + 0.2), None);
+        assert_eq!(short_amount(8_589_934_592.5), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn floats_of_few_places_read_as_their_text(units in 0u64..=1_000_000_000_000, fraction in 0u64..100_000_000, places in 0usize..=8) {
+            // Decimals as producers write them, through the float JSON gives.
+            let text = if places == 0 {
+                units.to_string()
+            } else {
+                format!("{units}.{:0places$}", fraction % 10u64.pow(places as u32))
+            };
+            let v: f64 = text.parse().unwrap_or_default();
+            proptest::prop_assert_eq!(short_amount(v).or_else(|| amount_from_display(v)).map(|d| (d.mantissa(), d.scale())),
+                amount_from_display(v).map(|d| (d.mantissa(), d.scale())), "{} {}", text, v);
+        }
+
+        #[test]
+        fn any_float_reads_as_its_text(bits in proptest::num::u64::ANY, near in 0.0f64..1e10) {
+            for v in [f64::from_bits(bits), near, (near * 1e4).round() / 1e4] {
+                let text = if v == 0.0 {
+                    Some(Decimal::ZERO)
+                } else if v > 0.0 && v <= MAX_UNITS as f64 {
+                    amount_from_display(v)
+                } else {
+                    None
+                };
+                let pair = |d: Decimal| (d.mantissa(), d.scale());
+                proptest::prop_assert_eq!(amount_from_f64(v).map(pair), text.map(pair), "{}", v);
+            }
+        }
     }
 
     #[test]

@@ -7,11 +7,14 @@
 //! steps); each is a small function below.
 //!
 //! Scratch space lives in [`Outcome`] and is reused from one event to the
-//! next, so a warm engine allocates nothing per event.
+//! next, so a warm engine allocates nothing per event; the one exception is
+//! a birthday bonus, whose record may need a string for its rule id
+//! (`tests/hot_path_alloc.rs` pins the bound).
 
 use rust_decimal::Decimal;
 
-use crate::event::{Event, Kind, Micros};
+use crate::decode::MAX_ITEMS;
+use crate::event::{Event, Item, Kind, Micros};
 pub use crate::outcome::{Line, Outcome, StampTouch, Status};
 use crate::rules::model::{Basis, Downgrade, ExpiryMode, Filters, Period, Program, Rule, RuleKind, StampCount};
 use crate::rules::round::{MAX_LINE_POINTS, product, scaled};
@@ -167,6 +170,48 @@ fn in_categories(categories: &[String], category: Option<&str>) -> bool {
     category.is_some_and(|c| categories.iter().any(|x| x == c))
 }
 
+/// Items a basket can hold in [`Basket`]'s bitset: every basket the decoder
+/// accepts.
+const BASKET_BITS: usize = 1024;
+const _: () = assert!(MAX_ITEMS <= BASKET_BITS);
+
+/// A purchase's items with, worked out once, which of them count (their
+/// category is not excluded): the base points and every rule that walks the
+/// basket ask, and each answer is string comparisons.
+struct Basket<'e, 'a> {
+    items: &'e [Item<'a>],
+    /// Bit `i % 64` of word `i / 64`: item `i` counts. An item past the
+    /// bitset (only an event built by hand can have one) is asked each time.
+    counted: [u64; BASKET_BITS / 64],
+    /// The amounts of the excluded items.
+    excluded: Decimal,
+}
+
+impl<'e, 'a> Basket<'e, 'a> {
+    fn new(program: &Program, items: &'e [Item<'a>]) -> Self {
+        let mut basket = Basket { items, counted: [0; BASKET_BITS / 64], excluded: Decimal::ZERO };
+        for (i, item) in items.iter().enumerate() {
+            if program.is_excluded(item.category) {
+                basket.excluded += item.amount;
+            } else if let Some(word) = basket.counted.get_mut(i / 64) {
+                *word |= 1 << (i % 64);
+            }
+        }
+        basket
+    }
+
+    /// The items that count, in basket order.
+    fn counted<'b>(&'b self, program: &'b Program) -> impl Iterator<Item = &'e Item<'a>> + 'b {
+        self.items.iter().enumerate().filter_map(move |(i, item)| {
+            let counts = match self.counted.get(i / 64) {
+                Some(word) => word >> (i % 64) & 1 == 1,
+                None => !program.is_excluded(item.category),
+            };
+            counts.then_some(item)
+        })
+    }
+}
+
 fn purchase(
     program: &Program,
     settings: &Settings,
@@ -178,20 +223,20 @@ fn purchase(
 ) {
     let rounding = program.rounding;
     let rate = program.earn_rate(event.merchant_id);
-    let excluded: Decimal = event.items.iter().filter(|i| program.is_excluded(i.category)).map(|i| i.amount).sum();
-    let eligible = (event.total - excluded).max(Decimal::ZERO);
+    let basket = Basket::new(program, event.items);
+    let eligible = (event.total - basket.excluded).max(Decimal::ZERO);
     out.spend = eligible;
 
     // Earning lines are kept even at 0 until caps have cut, so the cut walks
     // the real evaluation order; zeros are dropped at the end.
     let first_earning = out.lines.len();
-    let base = rounding.points(product(eligible, rate));
+    let base = rounding.product_points(eligible, rate);
     out.lines.push((Line::Base, base));
     let tier = &program.tiers[out.tier_before];
     if tier.multiplier != Decimal::ONE {
         out.lines.push((
             Line::Tier(out.tier_before),
-            rounding.points(product(Decimal::from(base), tier.multiplier - Decimal::ONE)),
+            rounding.product_points(Decimal::from(base), tier.multiplier - Decimal::ONE),
         ));
     }
 
@@ -201,7 +246,8 @@ fn purchase(
         {
             continue;
         }
-        let points = bonus(program, rule, index, state, event, local, rate, eligible, out).clamp(0, MAX_LINE_POINTS);
+        let points =
+            bonus(program, rule, index, state, event, &basket, local, rate, eligible, out).clamp(0, MAX_LINE_POINTS);
         let points = match rule.budget_points {
             Some(budget) => points.min((budget - budgets.spent(&program.id, &rule.id)).max(0)),
             None => points,
@@ -213,8 +259,12 @@ fn purchase(
     if let Some(max) = program.caps.max_points_per_event {
         earned -= cut(&mut out.lines[first_earning..], earned - max);
     }
-    if let Some(max) = program.caps.max_points_per_member_per_day {
-        let today = state.daily_earned.iter().find(|(d, _)| *d == local.day).map_or(0, |(_, p)| *p);
+    // Day counters matter only to a daily cap; without one they would be
+    // bytes in every member's stored state for nothing.
+    let daily_cap = program.caps.max_points_per_member_per_day;
+    let days = daily_cap.map(|_| Days::scan(&state.daily_earned, local.day));
+    if let (Some(max), Some(days)) = (daily_cap, days) {
+        let today = days.today.map_or(0, |i| state.daily_earned[i].1);
         earned -= cut(&mut out.lines[first_earning..], earned - (max - today).max(0));
     }
     for &(line, points) in &out.lines[first_earning..] {
@@ -227,10 +277,8 @@ fn purchase(
     }
     out.lines.retain(|(_, p)| *p != 0);
 
-    // Day counters matter only to a daily cap; without one they would be
-    // bytes in every member's stored state for nothing.
-    if program.caps.max_points_per_member_per_day.is_some() {
-        add_daily(state, settings, local.day, earned);
+    if let Some(days) = days {
+        add_daily(state, settings, days, local.day, earned);
     }
     let lifetime_before = state.lifetime_earned;
     state.lifetime_earned = state.lifetime_earned.saturating_add(earned);
@@ -270,16 +318,17 @@ fn bonus(
     index: usize,
     state: &mut MemberState,
     event: &Event<'_>,
+    basket: &Basket<'_, '_>,
     local: &Local,
     rate: Decimal,
     eligible: Decimal,
     out: &mut Outcome,
 ) -> i64 {
-    let counted = || event.items.iter().filter(|i| !program.is_excluded(i.category));
+    let counted = || basket.counted(program);
     match &rule.kind {
         RuleKind::CategoryMultiplier { categories, multiplier } => {
             let amount: Decimal = counted().filter(|i| in_categories(categories, i.category)).map(|i| i.amount).sum();
-            program.rounding.points(product(product(amount, rate), *multiplier - Decimal::ONE))
+            program.rounding.product_points(product(amount, rate), *multiplier - Decimal::ONE)
         }
         RuleKind::BasketThreshold { min_spend, bonus_points, gift } => {
             if eligible < *min_spend {
@@ -333,8 +382,17 @@ fn bonus(
             let Some(year) = birthday_year(state, rule, local, *window_days) else {
                 return 0;
             };
-            state.birthdays_used.retain(|(_, y)| *y >= local.year - 2);
-            state.birthdays_used.push((rule.id.clone(), year));
+            // An entry of this rule that drops out of the kept years lends
+            // its id's allocation to the new one: a yearly birthday bonus
+            // allocates only when the member's number of entries grows.
+            let kept_from = local.year - 2;
+            let id = state
+                .birthdays_used
+                .iter_mut()
+                .find(|(id, y)| *y < kept_from && *id == rule.id)
+                .map_or_else(|| rule.id.clone(), |(id, _)| std::mem::take(id));
+            state.birthdays_used.retain(|(_, y)| *y >= kept_from);
+            state.birthdays_used.push((id, year));
             out.birthdays.push(index);
             if gift.is_some() {
                 out.gifts.push(index);
@@ -371,16 +429,44 @@ fn cut(lines: &mut [(Line, i64)], excess: i64) -> i64 {
     excess.max(0) - left
 }
 
-fn add_daily(state: &mut MemberState, settings: &Settings, day: i32, points: i64) {
-    match state.daily_earned.iter_mut().find(|(d, _)| *d == day) {
-        Some((_, p)) => *p = p.saturating_add(points),
+/// What a daily cap needs from the day counters, found in one pass: today's
+/// counter, and the oldest and newest day held (counting today).
+#[derive(Clone, Copy)]
+struct Days {
+    today: Option<usize>,
+    oldest: i32,
+    newest: i32,
+}
+
+impl Days {
+    fn scan(daily: &[(i32, i64)], day: i32) -> Days {
+        let mut days = Days { today: None, oldest: day, newest: day };
+        for (i, &(d, _)) in daily.iter().enumerate() {
+            if d == day {
+                days.today = Some(i);
+            }
+            days.oldest = days.oldest.min(d);
+            days.newest = days.newest.max(d);
+        }
+        days
+    }
+}
+
+/// Adds `points` to the counter of `day`; `days` is the scan of the counters
+/// as they are.
+fn add_daily(state: &mut MemberState, settings: &Settings, days: Days, day: i32, points: i64) {
+    match days.today {
+        Some(i) => state.daily_earned[i].1 = state.daily_earned[i].1.saturating_add(points),
         None => {
             state.daily_earned.push((day, points));
             // Days within the retention window can still see late events;
-            // older counters are dropped.
-            let newest = state.daily_earned.iter().map(|(d, _)| *d).max().unwrap_or(day);
+            // older counters are dropped (the list is rewritten only when
+            // one is due to go).
             let kept = i32::try_from(settings.retention_days).unwrap_or(i32::MAX);
-            state.daily_earned.retain(|(d, _)| *d >= newest.saturating_sub(kept));
+            let from = days.newest.saturating_sub(kept);
+            if days.oldest < from {
+                state.daily_earned.retain(|(d, _)| *d >= from);
+            }
         }
     }
 }
@@ -477,7 +563,7 @@ fn refund(
         .and_then(|r| r.purchase.map(|p| (r, p)));
     let Some((mut known, mut record)) = known else {
         out.original_unknown = true;
-        let points = program.rounding.points(product(event.total, program.points_per_unit));
+        let points = program.rounding.product_points(event.total, program.points_per_unit);
         state.debit(points, None);
         push_line(out, Line::Refund, -points);
         return;

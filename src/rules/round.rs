@@ -32,6 +32,34 @@ impl Rounding {
             .clamp(0, MAX_LINE_POINTS)
     }
 
+    /// `self.points(product(a, b))`, in integers when the product's mantissa
+    /// fits in 64 bits (an amount of spend times a rate or a multiplier
+    /// always does): the decimal product is then exact, so rounding the
+    /// exact quotient by `10^scale` gives the same points without the
+    /// decimal multiplication, rescaling and conversion.
+    pub fn product_points(self, a: Decimal, b: Decimal) -> i64 {
+        self.small_product_points(a, b).unwrap_or_else(|| self.points(product(a, b)))
+    }
+
+    /// [`Self::product_points`] when both mantissas are non-negative and
+    /// their product and `10^scale` fit in a `u64`.
+    fn small_product_points(self, a: Decimal, b: Decimal) -> Option<i64> {
+        let x = u64::try_from(a.mantissa()).ok()?;
+        let y = u64::try_from(b.mantissa()).ok()?;
+        let (quotient, remainder, unit) = split_pow10(x.checked_mul(y)?, a.scale() + b.scale())?;
+        // Twice the remainder against the unit, without doubling (10^19 x 2
+        // would overflow).
+        let rest = unit - remainder;
+        let up = match self {
+            Rounding::Floor => false,
+            Rounding::HalfUp => remainder >= rest,
+            Rounding::HalfEven => remainder > rest || (remainder == rest && quotient % 2 == 1),
+        };
+        // quotient < u64::MAX when unit > 1, and up is false when unit == 1.
+        let rounded = quotient + u64::from(up);
+        Some(i64::try_from(rounded).map_or(MAX_LINE_POINTS, |p| p.min(MAX_LINE_POINTS)))
+    }
+
     /// Rounds `numerator / denominator` (both >= 0, denominator > 0) exactly,
     /// with no intermediate precision limit.
     pub fn ratio(self, numerator: i128, denominator: i128) -> i128 {
@@ -47,6 +75,30 @@ impl Rounding {
             }
         };
         quotient + i128::from(up)
+    }
+}
+
+/// `(m / 10^scale, m % 10^scale, 10^scale)`, or `None` when `10^scale`
+/// overflows. Amounts and rates have few places: their scales divide by a
+/// constant, which compiles to a multiplication, not a `div`.
+fn split_pow10(m: u64, scale: u32) -> Option<(u64, u64, u64)> {
+    macro_rules! by {
+        ($unit:literal) => {
+            Some((m / $unit, m % $unit, $unit))
+        };
+    }
+    match scale {
+        0 => Some((m, 0, 1)),
+        1 => by!(10),
+        2 => by!(100),
+        3 => by!(1_000),
+        4 => by!(10_000),
+        5 => by!(100_000),
+        6 => by!(1_000_000),
+        _ => {
+            let unit = 10u64.checked_pow(scale)?;
+            Some((m / unit, m % unit, unit))
+        }
     }
 }
 
@@ -109,6 +161,37 @@ mod tests {
                 }
             }
         }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn integer_products_round_as_decimal_ones(
+            a in 0u64..=u64::MAX,
+            sa in 0u32..=28,
+            b in 0u64..=u64::MAX,
+            sb in 0u32..=28,
+            small in proptest::bool::ANY,
+        ) {
+            // Half the cases at realistic sizes, where the integer path runs.
+            let (a, b) = if small { (a % 10_000_000_000_000_000, b % 100_000) } else { (a, b) };
+            let (a, b) = (Decimal::from_i128_with_scale(i128::from(a), sa), Decimal::from_i128_with_scale(i128::from(b), sb));
+            for mode in [Rounding::Floor, Rounding::HalfUp, Rounding::HalfEven] {
+                proptest::prop_assert_eq!(mode.product_points(a, b), mode.points(product(a, b)), "{:?} {} x {}", mode, a, b);
+            }
+        }
+    }
+
+    #[test]
+    fn integer_products_round_halves_as_named() {
+        for (a, b, floor, up, even) in
+            [("2.5", "1", 2, 3, 2), ("0.25", "2", 0, 1, 0), ("1.5", "1", 1, 2, 2), ("0.0001", "0.5", 0, 0, 0)]
+        {
+            assert_eq!(Rounding::Floor.product_points(dec(a), dec(b)), floor, "floor {a} x {b}");
+            assert_eq!(Rounding::HalfUp.product_points(dec(a), dec(b)), up, "half_up {a} x {b}");
+            assert_eq!(Rounding::HalfEven.product_points(dec(a), dec(b)), even, "half_even {a} x {b}");
+        }
+        assert_eq!(Rounding::Floor.product_points(dec("-2"), dec("3")), 0);
+        assert_eq!(Rounding::Floor.product_points(Decimal::MAX, dec("2")), MAX_LINE_POINTS);
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! property test on generated streams).
 
 use rust_decimal::Decimal;
+use smallvec::SmallVec;
 
 use crate::event::{Kind, Micros};
 use crate::outcome::{Line, RewardRecord, RewardView, StampTouch, Status};
@@ -23,6 +24,10 @@ const FORMAT: u8 = 3;
 
 /// Bytes before the flags: the format byte and the write time.
 const HEAD: usize = 5;
+
+/// A record being encoded: on the stack up to a size that holds every
+/// typical record, so that the record kept costs one allocation, its own.
+type Writer = SmallVec<[u8; 160]>;
 
 /// Format byte of an encoded member state.
 const STATE_FORMAT: u8 = 3;
@@ -60,7 +65,7 @@ pub struct StoredEvent(pub Box<[u8]>);
 impl StoredEvent {
     /// Encodes a new outcome straight from its view.
     pub fn encode(occurred_at: Micros, reward: &RewardView<'_>, purchase: Option<&PurchaseRecord>) -> Self {
-        let mut w = Vec::with_capacity(96);
+        let mut w = Writer::new();
         w.push(FORMAT);
         // Written-at: fixed width, right after the format byte, so that the
         // Redis store's sweep (a Lua script) reads it without decoding the
@@ -154,7 +159,7 @@ impl StoredEvent {
             signed(&mut w, p.points_reversed);
             decimal(&mut w, p.spend_reversed);
         }
-        Self(w.into_boxed_slice())
+        Self(Box::from(w.as_slice()))
     }
 
     /// Encodes a whole record (after a refund updated its purchase part).
@@ -291,12 +296,12 @@ impl StoredEvent {
     }
 }
 
-fn unsigned(w: &mut Vec<u8>, v: u64) {
+fn unsigned(w: &mut Writer, v: u64) {
     wide(w, u128::from(v));
 }
 
 /// LEB128 of a 128-bit value.
-fn wide(w: &mut Vec<u8>, mut v: u128) {
+fn wide(w: &mut Writer, mut v: u128) {
     while v >= 0x80 {
         w.push((v as u8) | 0x80);
         v >>= 7;
@@ -304,16 +309,16 @@ fn wide(w: &mut Vec<u8>, mut v: u128) {
     w.push(v as u8);
 }
 
-fn signed(w: &mut Vec<u8>, v: i64) {
+fn signed(w: &mut Writer, v: i64) {
     unsigned(w, ((v << 1) ^ (v >> 63)) as u64);
 }
 
-fn text(w: &mut Vec<u8>, s: &str) {
+fn text(w: &mut Writer, s: &str) {
     unsigned(w, s.len() as u64);
     w.extend_from_slice(s.as_bytes());
 }
 
-fn decimal(w: &mut Vec<u8>, d: Decimal) {
+fn decimal(w: &mut Writer, d: Decimal) {
     let m = d.mantissa();
     wide(w, ((m << 1) ^ (m >> 127)) as u128);
     w.push(d.scale() as u8);

@@ -82,7 +82,12 @@ impl MemberState {
     pub fn expire_where(&mut self, expired: impl Fn(&Lot) -> bool) -> i64 {
         let mut removed: i64 = 0;
         for (lots, held) in [(&mut self.lots, &mut self.held.0), (&mut self.pending, &mut self.held.1)] {
-            let count = lots.partition_point(&expired);
+            // Walked from the front rather than bisected: usually no lot or
+            // one is due, and draining them is linear in their number anyway.
+            let count = lots.iter().take_while(|lot| expired(lot)).count();
+            if count == 0 {
+                continue;
+            }
             let points = lots.drain(..count).fold(0i64, |sum, l| sum.saturating_add(l.points));
             *held = held.saturating_sub(points);
             removed = removed.saturating_add(points);
