@@ -13,20 +13,23 @@ static GLOBAL: MiMalloc = MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The daemon says what it is doing; the offline commands only warn.
+    // The daemon sets its logging up from its configuration (`[logging]`);
+    // the offline commands only warn.
     let default = match cli.command {
-        Command::Run(_) => "info",
+        Command::Run(_) => None,
         // The demo passes consumer settings to its producer too.
-        Command::Demo(_) => "warn,librdkafka=error",
-        _ => "warn",
+        Command::Demo(_) => Some("warn,librdkafka=error"),
+        _ => Some("warn"),
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("LOYALTY_SCORER_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    if let Some(default) = default {
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("LOYALTY_SCORER_LOG")
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
+            )
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let result = match cli.command {
         Command::Score(args) => commands::score::run(&args),
         Command::CheckRules(args) => commands::check_rules::run(&args),

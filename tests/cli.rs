@@ -278,3 +278,33 @@ fn a_refunded_zero_spend_never_prints_negative_zero() {
     assert_eq!(rewards.len(), 3);
     assert!(rewards.iter().all(|r| r["qualifying_spend"] == "0.00"), "{rewards:?}");
 }
+
+/// `run`'s logs follow `[logging]`: JSON lines when asked, and only what
+/// the level lets through. The daemon stops at once here (no Redis on port
+/// 1), after logging where its admin endpoints are.
+#[test]
+fn run_logs_as_its_logging_section_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = root().join("config/rules/acme.toml");
+    let run_with = |logging: &str| -> String {
+        let config = dir.path().join("scorer.toml");
+        let toml = format!(
+            "[kafka]\nbrokers = [\"127.0.0.1:1\"]\ninput_topic = \"in\"\nrewards_topic = \"out\"\ndead_letter_topic = \"dlq\"\n[redis]\nurl = \"redis://127.0.0.1:1/\"\n[programs]\nrules = [{rules:?}]\n[admin]\nlisten = \"127.0.0.1:0\"\n[logging]\n{logging}\n"
+        );
+        std::fs::write(&config, toml).unwrap();
+        let out = run(bin().arg("run").arg("--config").arg(&config).env_remove("LOYALTY_SCORER_LOG"));
+        assert!(!out.status.success(), "run without Redis should stop");
+        text(&out.stderr)
+    };
+    let json = run_with("format = \"json\"\nlevel = \"info\"");
+    let logged: Vec<Value> = json.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert!(
+        logged
+            .iter()
+            .any(|v| v["level"] == "INFO" && v["message"].as_str().is_some_and(|m| m.contains("admin endpoints"))),
+        "no JSON line for the admin endpoints in:\n{json}"
+    );
+    let quiet = run_with("format = \"text\"\nlevel = \"warn\"");
+    assert!(!quiet.contains("admin endpoints"), "an info line at level warn:\n{quiet}");
+    assert!(quiet.contains("connecting to Redis"), "the error is still said:\n{quiet}");
+}

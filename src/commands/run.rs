@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::daemon::{self, Controls};
 use crate::shutdown;
 use crate::state::redis::{RedisStore, redact, tls_files};
-use crate::telemetry::{metric, prometheus};
+use crate::telemetry::{self, metric, prometheus};
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -37,6 +37,12 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let config =
         Config::load(args.config.as_deref(), std::env::vars_os(), &overrides).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // `LOYALTY_SCORER_LOG`, when set, overrides `logging.level`.
+    let format = match config.logging.format {
+        crate::config::LogFormat::Text => telemetry::LogFormat::Text,
+        crate::config::LogFormat::Json => telemetry::LogFormat::Json,
+    };
+    telemetry::init_tracing(format, &config.logging.level.to_string().to_ascii_lowercase())?;
     let programs = load_programs(&config.programs.rules)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(serve(config, programs))
