@@ -78,22 +78,12 @@ fn draw_throughput(svg: &mut String, outcomes: &[Outcome]) -> anyhow::Result<()>
         .y_label_formatter(&|y| format!("{y:.0}"))
         .draw()
         .map_err(|e| anyhow!("{e}"))?;
-    for (i, (o, points)) in outcomes.iter().zip(series).enumerate() {
-        let style = colour(i).stroke_width(2);
-        chart
-            // A window without outputs sits on the axis.
-            .draw_series(LineSeries::new(points.into_iter().map(|(x, y)| (x, y.max(1.0))), style))
-            .map_err(|e| anyhow!("{e}"))?
-            .label(o.mode.name())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| anyhow!("{e}"))?;
+    let lines = outcomes.iter().zip(series).enumerate().map(|(i, (o, points))| {
+        // A window without outputs sits on the axis.
+        let points = points.into_iter().map(|(x, y)| (x, y.max(1.0))).collect();
+        (o.mode.name().to_owned(), colour(i).stroke_width(2), points)
+    });
+    lines_with_legend(&mut chart, lines, SeriesLabelPosition::LowerRight)?;
     root.present().map_err(|e| anyhow!("{e}"))?;
     Ok(())
 }
@@ -145,21 +135,12 @@ fn draw_latency(svg: &mut String, outcomes: &[Outcome]) -> anyhow::Result<()> {
         .y_label_formatter(&|y| if *y >= 10.0 { format!("{y:.0}") } else { format!("{y}") })
         .draw()
         .map_err(|e| anyhow!("{e}"))?;
-    for (i, (o, points)) in outcomes.iter().zip(curves).enumerate() {
-        let style = colour(i).stroke_width(2);
-        chart
-            .draw_series(LineSeries::new(points, style))
-            .map_err(|e| anyhow!("{e}"))?
-            .label(o.mode.name())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| anyhow!("{e}"))?;
+    let lines = outcomes
+        .iter()
+        .zip(curves)
+        .enumerate()
+        .map(|(i, (o, points))| (o.mode.name().to_owned(), colour(i).stroke_width(2), points));
+    lines_with_legend(&mut chart, lines, SeriesLabelPosition::UpperLeft)?;
     root.present().map_err(|e| anyhow!("{e}"))?;
     Ok(())
 }
@@ -208,6 +189,22 @@ fn draw_memory(svg: &mut String, outcomes: &[Outcome]) -> anyhow::Result<()> {
         .y_label_formatter(&|y| format!("{y:.0}"))
         .draw()
         .map_err(|e| anyhow!("{e}"))?;
+    lines_with_legend(&mut chart, lines, SeriesLabelPosition::UpperLeft)?;
+    root.present().map_err(|e| anyhow!("{e}"))?;
+    Ok(())
+}
+
+/// Draws each (label, style, points) as a line and a legend with their
+/// labels at `position`.
+fn lines_with_legend<'a, 'b: 'a, X, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'b>, Cartesian2d<X, Y>>,
+    lines: impl IntoIterator<Item = (String, ShapeStyle, Vec<(f64, f64)>)>,
+    position: SeriesLabelPosition,
+) -> anyhow::Result<()>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
     for (label, style, points) in lines {
         chart
             .draw_series(LineSeries::new(points, style))
@@ -217,12 +214,11 @@ fn draw_memory(svg: &mut String, outcomes: &[Outcome]) -> anyhow::Result<()> {
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(position)
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()
         .map_err(|e| anyhow!("{e}"))?;
-    root.present().map_err(|e| anyhow!("{e}"))?;
     Ok(())
 }
 
