@@ -56,7 +56,7 @@ use crate::kafka::output::{OutputKind, Outputs, Source};
 use crate::kafka::{self, ScorerContext};
 use crate::rules::ProgramSet;
 use crate::state::{BatchStore, Disposition};
-use crate::telemetry::metric::{self, EventOutcome, ReloadResult, RetryTarget, label};
+use crate::telemetry::metric::{self, BatchStage, EventOutcome, ReloadResult, RetryTarget, label};
 
 /// First and longest wait between two attempts of a failing batch.
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
@@ -171,6 +171,7 @@ pub async fn run<S: BatchStore>(
                 Step::Progress | Step::Timeout => {}
             }
         }
+        let gathering = Instant::now();
         // The work under way goes on meanwhile: a job's next round trip
         // does not wait for this batch to fill.
         let deadline = tokio::time::Instant::now() + config.batching.max_batch_wait;
@@ -187,6 +188,7 @@ pub async fn run<S: BatchStore>(
         }
         metrics::gauge!(metric::IN_FLIGHT_EVENTS).set(daemon.feed.offsets.in_flight() as f64);
         let started = Instant::now();
+        BatchStage::Gather.record((started - gathering).as_secs_f64());
         // One job per partition of the batch when there are lanes to share
         // them: a partition's jobs are scored one after the other, in order,
         // and different partitions' at once.
@@ -330,6 +332,7 @@ impl<'c, S: BatchStore + 'c> Daemon<'c, S> {
     /// Starts scoring `job` on an idle lane (`lanes.can_start` said there is one).
     fn start(&mut self, job: Job<'c>) {
         let Some(mut lane) = self.lanes.idle.pop() else { return };
+        BatchStage::Queue.record(job.started.elapsed().as_secs_f64());
         if !self.lanes.busy.is_empty() {
             self.feed.summary.overlapped += 1;
         }
@@ -374,6 +377,7 @@ impl<'c, S: BatchStore + 'c> Daemon<'c, S> {
         self.lanes.idle.push(lane);
 
         // Send, and go on with the next batches while the broker acknowledges.
+        let sending = Instant::now();
         let Job { messages, mut outputs, started, .. } = job;
         let sources: Vec<Source<'_>> =
             messages.iter().map(|m| Source { partition: m.partition(), offset: m.offset(), key: m.key() }).collect();
@@ -384,9 +388,12 @@ impl<'c, S: BatchStore + 'c> Daemon<'c, S> {
             deliveries: Vec::new(),
             failed: Vec::new(),
             started,
+            sent: Instant::now(),
         };
         let records = 0..flight.outputs.records.len();
         self.feed.send(&mut flight, records).await;
+        flight.sent = Instant::now();
+        BatchStage::Send.record((flight.sent - sending).as_secs_f64());
         self.in_flight.push_back(flight);
         Ok(())
     }
@@ -467,7 +474,9 @@ impl<'c, S: BatchStore + 'c> Lanes<'c, S> {
             let batch: Vec<(u64, &[u8])> =
                 job.messages.iter().enumerate().map(|(i, m)| (i as u64 + 1, m.payload().unwrap_or_default())).collect();
             job.outputs.clear();
+            let scoring = Instant::now();
             let result = lane.scorer.score_batch(&mut lane.store, &batch, &mut job.outputs).await;
+            BatchStage::Score.record(scoring.elapsed().as_secs_f64());
             drop(batch);
             (lane, job, result)
         });
@@ -502,6 +511,8 @@ struct InFlight {
     /// Records refused or not acknowledged: to send again.
     failed: Vec<usize>,
     started: Instant,
+    /// When its records were all handed to the producer.
+    sent: Instant,
 }
 
 impl InFlight {
@@ -622,6 +633,7 @@ impl Feed<'_> {
             }
         }
 
+        BatchStage::Acknowledge.record(flight.sent.elapsed().as_secs_f64());
         // Everything of the batch is done: store its offsets.
         let mut positions: Vec<(i32, i64)> = Vec::new();
         for &(partition, offset, _) in &flight.messages {

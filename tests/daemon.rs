@@ -998,6 +998,13 @@ shutdown_timeout_ms = 10000
     ] {
         assert!(metric(&body, name) > 0.0, "{name} is not above zero in /metrics:\n{body}");
     }
+    // Every batch finished went through every stage once (a batch not yet
+    // acknowledged has been through the first ones only).
+    let finished = metric(&body, "loyalty_scorer_batch_events_count");
+    for stage in ["gather", "queue", "score", "send", "acknowledge"] {
+        let count = metric(&body, &format!("loyalty_scorer_batch_stage_seconds_count{{stage=\"{stage}\"}}"));
+        assert!(count >= finished, "stage {stage}: {count} batches, {finished} finished:\n{body}");
+    }
     let feeder = tokio::spawn(produce_paced(brokers.clone(), tail.to_vec(), 100, Duration::from_millis(20)));
     tokio::time::sleep(Duration::from_millis(100)).await;
     daemon.terminate();
