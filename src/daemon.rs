@@ -3,7 +3,8 @@
 //! and only once they are acknowledged store its offsets.
 //!
 //! ```text
-//! gather (max_batch_events or max_batch_wait_ms)
+//! gather (up to max_batch_events; after max_batch_wait_ms once a lane is
+//!         free, filling on while every lane is busy)
 //!   -> split by partition into jobs, each to a free lane once no lane
 //!      scores its partition
 //!   -> BatchScorer::score_batch (decode, load, evaluate, write: batch.rs)
@@ -180,6 +181,15 @@ pub async fn run<S: BatchStore>(
                 Step::Received(message) => messages.push(message),
                 Step::Progress => {}
                 Step::Timeout => break,
+                Step::Stop => break 'run,
+            }
+        }
+        // No lane could take the batch yet: it goes on filling meanwhile, so
+        // that under load batches grow instead of queueing behind each other.
+        while messages.len() < max_events && daemon.lanes.idle.is_empty() {
+            match daemon.step(true).await? {
+                Step::Received(message) => messages.push(message),
+                Step::Progress | Step::Timeout => {}
                 Step::Stop => break 'run,
             }
         }

@@ -71,7 +71,7 @@ fn defaults_fill_every_optional_key() {
     assert_eq!(config.programs.rules, [PathBuf::from("config/rules/acme.toml")]);
     assert!(config.programs.reload_on_sighup);
     assert_eq!(config.batching.max_batch_events, 512);
-    assert_eq!(config.batching.max_batch_wait, Duration::from_millis(5));
+    assert_eq!(config.batching.max_batch_wait, Duration::ZERO);
     assert_eq!(config.batching.max_in_flight_events, 20_000);
     assert_eq!(config.admin.listen, "127.0.0.1:9464".parse().unwrap());
     assert_eq!(config.logging.level, tracing::level_filters::LevelFilter::INFO);

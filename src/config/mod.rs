@@ -110,7 +110,9 @@ pub struct Programs {
 pub struct Batching {
     /// At least 1.
     pub max_batch_events: usize,
-    /// `max_batch_wait_ms`: how long a batch that is not full waits for more events.
+    /// `max_batch_wait_ms`: how long a batch that is not full waits for more
+    /// events when a lane could take it (while every lane is busy it goes on
+    /// filling anyway).
     pub max_batch_wait: Duration,
     /// At least `max_batch_events`: events read but not yet acknowledged.
     pub max_in_flight_events: usize,

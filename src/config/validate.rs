@@ -26,7 +26,7 @@ use crate::state::redis::check_target;
 const DEFAULT_GROUP_ID: &str = "loyalty-scorer";
 const DEFAULT_KEY_PREFIX: &str = "ls";
 const DEFAULT_BATCH_EVENTS: i64 = 512;
-const DEFAULT_BATCH_WAIT_MS: i64 = 5;
+const DEFAULT_BATCH_WAIT_MS: i64 = 0;
 const DEFAULT_IN_FLIGHT_EVENTS: i64 = 20_000;
 const DEFAULT_LANES: i64 = 1;
 const DEFAULT_LISTEN: &str = "127.0.0.1:9464";

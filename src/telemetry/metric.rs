@@ -117,11 +117,11 @@ impl RetryTarget {
 /// batch goes through them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BatchStage {
-    /// From the batch's first message to the batch closing (full, or its
-    /// `max_batch_wait` over).
+    /// From the batch's first message to the batch closing: full, or what
+    /// has arrived taken (after `max_batch_wait`) and a lane free.
     Gather,
-    /// Closed, waiting for a lane: every lane busy, or one scoring the same
-    /// partition.
+    /// Closed, waiting for a lane: one scoring the same partition (a batch
+    /// closes only once some lane is free).
     Queue,
     /// Loading the members, evaluating, writing the members back: the
     /// lane's work, Redis round trips included.
