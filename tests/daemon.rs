@@ -111,7 +111,8 @@ fn mock(brokers: i32) -> Mock {
 }
 
 /// The daemon's configuration; the store is handed to the daemon apart, so
-/// `redis.url` and `programs.rules` are only there to be valid.
+/// `redis.url` and `programs.rules` are only there to be valid. The batch
+/// wait is the default, none.
 fn config(brokers: &str, group: &str, batch: usize, properties: &[(&str, &str)]) -> Config {
     let rules = basic_rules();
     let brokers = brokers.split(',').map(|b| format!("\"{b}\"")).collect::<Vec<_>>().join(", ");
@@ -129,7 +130,6 @@ rewards_topic = "{REWARDS}"
 dead_letter_topic = "{DEAD_LETTERS}"
 [batching]
 max_batch_events = {batch}
-max_batch_wait_ms = 5
 [kafka.properties]
 "fetch.wait.max.ms" = "10"
 "linger.ms" = "0"
@@ -699,6 +699,29 @@ async fn deliveries_that_fail_are_sent_again_without_skipping_input() {
         }
     })
     .await;
+}
+
+// ---------------------------------------------------------------------------
+// Batching
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_batch_wait_a_backlog_still_comes_in_full_batches() {
+    let cluster = mock(1);
+    let brokers = cluster.bootstrap_servers();
+    let lines = stream(STREAM_EVENTS, 17);
+    produce(&brokers, &lines).await;
+    let config = config(&brokers, "backlog", 64, &[]);
+    assert!(config.batching.max_batch_wait.is_zero(), "the default batch wait is none");
+    let programs = programs(&basic_rules());
+    let want = reference(&programs, &lines);
+    let summary = drive(&config, programs, vec![MemoryStore::new()], lines.len() as u64, |_, _| {}).await;
+    assert_eq!(summary.events, lines.len() as u64, "events of the run: {summary:?}");
+    // A batch takes what has arrived and fills on while the lane is busy:
+    // with the whole stream waiting, batches are (nearly all) full, not an
+    // event each.
+    assert!(summary.batches * 16 <= summary.events, "{} batches for {} events", summary.batches, summary.events);
+    assert_complete(&brokers, &lines, &want, "backlog").await;
 }
 
 // ---------------------------------------------------------------------------
