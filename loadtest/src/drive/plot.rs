@@ -10,6 +10,8 @@
 //! `<text>` and sized with plotters' own estimate, so no font is needed.
 
 use anyhow::anyhow;
+use plotters::coord::Shift;
+use plotters::coord::ranged1d::AsRangedCoord;
 use plotters::prelude::*;
 
 use super::Outcome;
@@ -63,14 +65,8 @@ fn draw_throughput(svg: &mut String, outcomes: &[Outcome]) -> anyhow::Result<()>
     let x_max = outcomes.iter().map(|o| o.seconds).fold(window, f64::max);
     let y_max = series.iter().flatten().map(|p| p.1).fold(10.0, f64::max) * 2.0;
     let root = SVGBackend::with_string(svg, SIZE).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(format!("Outputs read per second ({window} s windows)"), ("sans-serif", 22))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0f64..x_max, (1f64..y_max).log_scale())
-        .map_err(|e| anyhow!("{e}"))?;
+    let mut chart =
+        chart(&root, &format!("Outputs read per second ({window} s windows)"), 0f64..x_max, (1f64..y_max).log_scale())?;
     chart
         .configure_mesh()
         .x_desc("seconds since the first event was produced")
@@ -119,14 +115,8 @@ fn draw_latency(svg: &mut String, outcomes: &[Outcome]) -> anyhow::Result<()> {
     let y_min = curves.iter().flatten().map(|p| p.1).fold(f64::INFINITY, f64::min).min(1.0) * 0.8;
     let y_max = curves.iter().flatten().map(|p| p.1).fold(1.0, f64::max) * 1.5;
     let root = SVGBackend::with_string(svg, SIZE).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption("End-to-end latency by percentile", ("sans-serif", 22))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
-        .build_cartesian_2d((1f64..x_max).log_scale(), (y_min..y_max).log_scale())
-        .map_err(|e| anyhow!("{e}"))?;
+    let mut chart =
+        chart(&root, "End-to-end latency by percentile", (1f64..x_max).log_scale(), (y_min..y_max).log_scale())?;
     chart
         .configure_mesh()
         .x_desc("percentile")
@@ -174,14 +164,8 @@ fn draw_memory(svg: &mut String, outcomes: &[Outcome]) -> anyhow::Result<()> {
     // Headroom for the legend, above the lines.
     let y_max = points().map(|p| p.1).fold(1.0, f64::max) * 1.4;
     let root = SVGBackend::with_string(svg, SIZE).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(format!("Memory, sampled every {} s", sample::EVERY.as_secs()), ("sans-serif", 22))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
-        .build_cartesian_2d(x_min..x_max, 0f64..y_max)
-        .map_err(|e| anyhow!("{e}"))?;
+    let mut chart =
+        chart(&root, &format!("Memory, sampled every {} s", sample::EVERY.as_secs()), x_min..x_max, 0f64..y_max)?;
     chart
         .configure_mesh()
         .x_desc("seconds since the first event was produced")
@@ -192,6 +176,31 @@ fn draw_memory(svg: &mut String, outcomes: &[Outcome]) -> anyhow::Result<()> {
     lines_with_legend(&mut chart, lines, SeriesLabelPosition::UpperLeft)?;
     root.present().map_err(|e| anyhow!("{e}"))?;
     Ok(())
+}
+
+/// A chart of the report on an SVG document, over `X` and `Y` ranges.
+type Chart<'a, 'b, X, Y> = ChartContext<
+    'a,
+    SVGBackend<'b>,
+    Cartesian2d<<X as AsRangedCoord>::CoordDescType, <Y as AsRangedCoord>::CoordDescType>,
+>;
+
+/// `root` filled white, and on it a chart with the report's caption size,
+/// margin and label areas over `x` and `y`.
+fn chart<'a, 'b, X: AsRangedCoord, Y: AsRangedCoord>(
+    root: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    caption: &str,
+    x: X,
+    y: Y,
+) -> anyhow::Result<Chart<'a, 'b, X, Y>> {
+    root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
+    ChartBuilder::on(root)
+        .caption(caption, ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x, y)
+        .map_err(|e| anyhow!("{e}"))
 }
 
 /// Draws each (label, style, points) as a line and a legend with their
