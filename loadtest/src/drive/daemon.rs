@@ -97,6 +97,18 @@ impl Daemon {
         }
         Ok(None)
     }
+
+    /// The body of `GET /metrics`, or `None` when the daemon does not answer.
+    pub fn metrics(&self) -> Option<String> {
+        let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, self.admin_port)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let (head, body) = response.split_once("\r\n\r\n")?;
+        head.starts_with("HTTP/1.").then_some(())?;
+        (head.get(9..12) == Some("200")).then(|| body.to_owned())
+    }
 }
 
 /// `GET /health/readyz` answered 200.

@@ -287,6 +287,9 @@ pub struct Outcome {
     pub samples: Vec<Sample>,
     /// What was generated for the mode, when it was generated as offered.
     pub generated: Option<Tally>,
+    /// The daemon's batch stages, scraped from its `/metrics` once the last
+    /// output was read (the daemon modes).
+    pub stages: Option<report::Stages>,
 }
 
 impl Outcome {
@@ -816,6 +819,10 @@ async fn run_mode(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let sut_after = sut.pid().and_then(usage);
+    let stages = match &sut {
+        Sut::Daemon(d) => d.metrics().map(|body| report::Stages::parse(&body)),
+        Sut::Passthrough(_) => None,
+    };
     let cpu_after = cpu_of(&own, sut.pid());
     mode_stop.store(true, Ordering::Relaxed);
     let samples = join(sampler, "memory sampler").await?;
@@ -863,6 +870,7 @@ async fn run_mode(
         batching: (batching.max_batch_events, batching.max_batch_wait.as_millis(), batching.max_in_flight_events),
         samples,
         generated,
+        stages,
     })
 }
 
@@ -1043,6 +1051,7 @@ mod tests {
             batching: (if mode == Mode::Unbatched { 1 } else { 512 }, 5, 2_048),
             samples: Vec::new(),
             generated: None,
+            stages: None,
         }
     }
 
@@ -1051,7 +1060,10 @@ mod tests {
         let outcomes = [
             outcome(Mode::Passthrough, 4_000, true),
             outcome(Mode::Unbatched, 50, false),
-            outcome(Mode::Scorer, 2_000, true),
+            Outcome {
+                stages: Some(report::Stages { stages: vec![("gather".into(), 0.012, 4.0)], events: (1_200.0, 4.0) }),
+                ..outcome(Mode::Scorer, 2_000, true)
+            },
         ];
         let run = Run {
             command_line: "loadtest drive --smoke".into(),
@@ -1077,6 +1089,8 @@ mod tests {
         // Both completed in 1 ms per output, offered 4000 and 2000 events.
         assert!(text.contains("scorer / passthrough events/s: **1.00**"), "{text}");
         assert!(text.contains("sasl.password = ***"));
+        assert!(text.contains("| scorer | gather | 3.00 | 4 |\n| scorer | events a batch | 300.0 | 4 |"), "{text}");
+        assert!(!text.contains("| unbatched | gather"), "a mode without stages has no rows: {text}");
         let summary = report::summary(&run, &outcomes);
         assert!(summary.contains("unbatched timed out: 50 of 150 outputs"), "{summary}");
         assert!(!summary.contains("far below"), "{summary}");

@@ -9,6 +9,7 @@ use std::process::Command;
 
 use anyhow::Context;
 use loyalty_scorer::config::is_secret_property;
+use loyalty_scorer::telemetry::metric::{self, BatchStage};
 use rdkafka::config::ClientConfig;
 
 use super::sample::{self, Trend};
@@ -383,6 +384,7 @@ pub fn markdown(run: &Run, outcomes: &[Outcome]) -> String {
     }
     s.push('\n');
 
+    stages(&mut s, outcomes);
     memory(&mut s, outcomes);
     let _ = writeln!(s, "## Plots\n\n![throughput](throughput.svg)\n\n![latency](latency.svg)\n");
     if has_memory(outcomes) {
@@ -559,4 +561,111 @@ fn memory(s: &mut String, outcomes: &[Outcome]) {
         "\nSampled every {} s from the end of the warm-up to the last output read (VmRSS of `/proc/PID/status`; Redis `INFO memory`, of the redis-server started for the mode only); times are seconds since the first event was produced. After warm-up: the first sample at or after 60 s, or a quarter of the way through a run shorter than 2 minutes. Slope: least squares over the samples of the second half of the run (-: fewer than two there). Every sample is in `memory.csv`. Redis keeps each member's state and each event's record for refunds and repeats (`redis.retention_days` of event time; the stream's events are 2.6 s apart), so its memory grows with the events scored. The driver generates the stream, produces it and reads the outputs.\n",
         sample::EVERY.as_secs()
     );
+}
+
+/// The daemon's `loyalty_scorer_batch_stage_seconds` and
+/// `loyalty_scorer_batch_events`, as sums and counts over its run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stages {
+    /// (stage, seconds in it, batches through it), in the order exported.
+    pub stages: Vec<(String, f64, f64)>,
+    /// (events, batches) finished.
+    pub events: (f64, f64),
+}
+
+impl Stages {
+    /// Reads them from a Prometheus text exposition; the stages in the
+    /// order a batch goes through them.
+    pub fn parse(body: &str) -> Stages {
+        let mut out = Stages::default();
+        for line in body.lines().filter(|l| !l.starts_with('#')) {
+            let Some((series, value)) = line.rsplit_once(' ') else { continue };
+            let Ok(value) = value.parse::<f64>() else { continue };
+            let of = |name: &str| series.strip_prefix(name).and_then(|rest| rest.strip_prefix('_'));
+            if let Some(rest) = of(metric::BATCH_STAGE_SECONDS) {
+                let (kind, labels) = rest.split_once('{').unwrap_or((rest, ""));
+                let Some(stage) = labels.split_once("stage=\"").and_then(|(_, s)| s.split_once('"')).map(|(s, _)| s)
+                else {
+                    continue;
+                };
+                let at = match out.stages.iter().position(|(s, _, _)| s == stage) {
+                    Some(at) => at,
+                    None => {
+                        out.stages.push((stage.to_owned(), 0.0, 0.0));
+                        out.stages.len() - 1
+                    }
+                };
+                match kind {
+                    "sum" => out.stages[at].1 = value,
+                    "count" => out.stages[at].2 = value,
+                    _ => {}
+                }
+            } else if let Some(kind) = of(metric::BATCH_EVENTS) {
+                match kind {
+                    "sum" => out.events.0 = value,
+                    "count" => out.events.1 = value,
+                    _ => {}
+                }
+            }
+        }
+        let order = |stage: &str| BatchStage::ALL.iter().position(|s| s.as_str() == stage).unwrap_or(usize::MAX);
+        out.stages.sort_by_key(|(stage, _, _)| order(stage));
+        out
+    }
+}
+
+/// Where the daemon's batches spent their time, per daemon mode.
+fn stages(s: &mut String, outcomes: &[Outcome]) {
+    let with: Vec<(&Outcome, &Stages)> =
+        outcomes.iter().filter_map(|o| o.stages.as_ref().filter(|t| !t.stages.is_empty()).map(|t| (o, t))).collect();
+    if with.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "## Where a batch's time goes
+"
+    );
+    let _ = writeln!(s, "| mode | stage | mean ms | batches |\n|---|---|---:|---:|");
+    for (o, t) in &with {
+        for (stage, seconds, count) in &t.stages {
+            let mean = if *count > 0.0 { format!("{:.2}", seconds / count * 1000.0) } else { "-".to_owned() };
+            let _ = writeln!(s, "| {} | {stage} | {mean} | {count:.0} |", o.mode.name());
+        }
+        if t.events.1 > 0.0 {
+            let _ = writeln!(
+                s,
+                "| {} | events a batch | {:.1} | {:.0} |",
+                o.mode.name(),
+                t.events.0 / t.events.1,
+                t.events.1
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\nThe daemon's own histograms (`loyalty_scorer_batch_stage_seconds`, `loyalty_scorer_batch_events`), scraped from its `/metrics` once the last output was read, warm-up included; a batch split across lanes counts once per part. docs/operations.md says what each stage holds.\n"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stages_are_read_from_the_metrics_text_in_a_batchs_order() {
+        let body = "# HELP loyalty_scorer_batch_stage_seconds Time a batch spends in each stage.\n\
+# TYPE loyalty_scorer_batch_stage_seconds histogram\n\
+loyalty_scorer_batch_stage_seconds_sum{stage=\"score\"} 0.03\n\
+loyalty_scorer_batch_stage_seconds_count{stage=\"score\"} 4\n\
+loyalty_scorer_batch_stage_seconds_bucket{stage=\"gather\",le=\"0.005\"} 3\n\
+loyalty_scorer_batch_stage_seconds_sum{stage=\"gather\"} 0.012\n\
+loyalty_scorer_batch_stage_seconds_count{stage=\"gather\"} 4\n\
+loyalty_scorer_batch_events_sum 1200\n\
+loyalty_scorer_batch_events_count 4\n\
+loyalty_scorer_batch_duration_seconds_sum 9\n";
+        let stages = Stages::parse(body);
+        assert_eq!(stages.stages, vec![("gather".to_owned(), 0.012, 4.0), ("score".to_owned(), 0.03, 4.0)]);
+        assert_eq!(stages.events, (1200.0, 4.0));
+    }
 }
