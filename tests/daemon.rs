@@ -848,6 +848,8 @@ async fn a_restarted_daemon_continues_after_the_committed_offsets() {
 struct Daemon {
     child: Child,
     log: Arc<Mutex<String>>,
+    /// Copies stderr into `log`; ends at EOF, once the process has exited.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Daemon {
@@ -866,7 +868,7 @@ impl Daemon {
         let log = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().unwrap();
         let sink = log.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 let mut log = sink.lock().unwrap();
@@ -874,7 +876,7 @@ impl Daemon {
                 log.push('\n');
             }
         });
-        Daemon { child, log }
+        Daemon { child, log, reader: Some(reader) }
     }
 
     fn log(&self) -> String {
@@ -891,8 +893,10 @@ impl Daemon {
         let deadline = Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                // Let the reader thread drain the last lines.
-                std::thread::sleep(Duration::from_millis(100));
+                // The log is whole once the reader has seen stderr's end.
+                if let Some(reader) = self.reader.take() {
+                    reader.join().unwrap();
+                }
                 return status.code().unwrap_or(-1);
             }
             if Instant::now() > deadline {
@@ -1002,16 +1006,23 @@ shutdown_timeout_ms = 10000
     // Half the stream, then the metrics, then SIGTERM while the rest arrives.
     let (head, tail) = lines.split_at(total / 2);
     produce(&brokers, head).await;
+    // Scraped once the head is handled and nothing is in flight: a render
+    // folds one histogram at a time, so a batch finishing during a scrape can
+    // show in one histogram and not yet in another.
     let deadline = Instant::now() + DEADLINE;
-    let body = loop {
+    loop {
         let (status, body) = get(admin, "/metrics").unwrap();
         assert_eq!(status, 200, "/metrics: {body}");
-        if metric(&body, "loyalty_scorer_events_total") >= 200.0 {
-            break body;
+        if metric(&body, "loyalty_scorer_events_total") >= head.len() as f64
+            && metric(&body, "loyalty_scorer_in_flight_events") == 0.0
+        {
+            break;
         }
-        assert!(Instant::now() < deadline, "no events scored in {DEADLINE:?}; log:\n{}", daemon.log());
+        assert!(Instant::now() < deadline, "head not handled in {DEADLINE:?}:\n{body}\nlog:\n{}", daemon.log());
         tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    }
+    let (status, body) = get(admin, "/metrics").unwrap();
+    assert_eq!(status, 200, "/metrics: {body}");
     for name in [
         "loyalty_scorer_events_total",
         "loyalty_scorer_rewards_total",
