@@ -258,6 +258,11 @@ async fn read(brokers: &str, topic: &'static str) -> Vec<Record> {
 
 /// The offset the group has committed on the input partition, if any.
 fn committed(brokers: &str, group: &str) -> Option<i64> {
+    committed_on(brokers, group, 0)
+}
+
+/// The offset the group has committed on one input partition, if any.
+fn committed_on(brokers: &str, group: &str, partition: i32) -> Option<i64> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", group)
@@ -265,9 +270,9 @@ fn committed(brokers: &str, group: &str) -> Option<i64> {
         .create()
         .unwrap();
     let mut partitions = TopicPartitionList::new();
-    partitions.add_partition(INPUT, 0);
+    partitions.add_partition(INPUT, partition);
     let committed = consumer.committed_offsets(partitions, Duration::from_secs(10)).unwrap();
-    match committed.find_partition(INPUT, 0)?.offset() {
+    match committed.find_partition(INPUT, partition)?.offset() {
         Offset::Offset(offset) => Some(offset),
         _ => None,
     }
@@ -802,6 +807,98 @@ async fn a_redis_refusing_writes_mid_stream_pauses_the_lanes_and_loses_nothing()
     assert!(summary.retries > 0, "no batch was retried: {summary:?}");
     assert!(unready, "the daemon stayed ready while Redis refused its writes");
     assert_complete(&brokers, &lines, &want, "refusing").await;
+}
+
+/// Two daemons in one consumer group, as in a rolling update: the second
+/// joins while the first is scoring a backlog, so the cooperative rebalance
+/// takes partitions from the first with batches of theirs in flight; then
+/// the first stops and the second takes everything. Both write to the same
+/// output partitions meanwhile. Every reward and dead letter must come out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_handed_over_mid_batch_lose_nothing() {
+    const PARTITIONS: i32 = 4;
+    let server = RedisServer::start();
+    let cluster = mock_partitioned(PARTITIONS);
+    let brokers = cluster.bootstrap_servers();
+    let programs = programs(&basic_rules());
+    let lines = stream(STREAM_EVENTS, 29);
+    let want = reference(&programs, &lines);
+    // A third up front; the rest arrives over seconds, so that the stream
+    // goes on through both rebalances.
+    let (head, tail) = lines.split_at(lines.len() / 3);
+    produce(&brokers, head).await;
+    let feeder = tokio::spawn(produce_paced(brokers.clone(), tail.to_vec(), 50, Duration::from_millis(100)));
+    let config = config(
+        &brokers,
+        "handover",
+        32,
+        &[("max.partition.fetch.bytes", "4096"), ("session.timeout.ms", "6000"), ("heartbeat.interval.ms", "500")],
+    );
+    let (first, second) = (Controls::default(), Controls::default());
+    let run_first = daemon::run(&config, programs.clone(), lanes(&server, "handover", 1).await, &first);
+    let run_second = daemon::run(&config, programs, lanes(&server, "handover", 1).await, &second);
+    tokio::pin!(run_first, run_second);
+    let finished = |c: &Controls| c.finished.load(Ordering::Relaxed);
+    let total = lines.len() as u64;
+
+    let (mut second_started, mut first_stopping) = (false, false);
+    let mut first_summary = None;
+    let mut ends: Option<[i64; PARTITIONS as usize]> = None;
+    let deadline = Instant::now() + DEADLINE;
+    let mut ticker = tokio::time::interval(Duration::from_millis(10));
+    loop {
+        tokio::select! {
+            result = &mut run_first, if first_summary.is_none() => {
+                assert!(first_stopping, "the first daemon stopped on its own: {result:?}");
+                first_summary = Some(result.unwrap_or_else(|e| panic!("the first daemon failed: {e:#}")));
+            }
+            result = &mut run_second, if second_started => {
+                panic!("the second daemon stopped on its own: {result:?}");
+            }
+            _ = ticker.tick() => {
+                assert!(
+                    Instant::now() < deadline,
+                    "not done in {DEADLINE:?}: first {} events, second {}",
+                    finished(&first),
+                    finished(&second)
+                );
+                if !second_started && finished(&first) >= total / 6 {
+                    second_started = true;
+                } else if second_started && !first_stopping && finished(&second) > 0 {
+                    // The second has partitions and has finished a batch:
+                    // the first stops, finishing and committing its own.
+                    first.shutdown.cancel();
+                    first_stopping = true;
+                } else if first_summary.is_some() && feeder.is_finished() {
+                    if ends.is_none() {
+                        let mut end = [0_i64; PARTITIONS as usize];
+                        for (partition, offset) in positions(&brokers, &lines).await.into_keys() {
+                            end[partition as usize] = end[partition as usize].max(offset + 1);
+                        }
+                        ends = Some(end);
+                    }
+                    let (brokers, ends) = (brokers.clone(), ends.unwrap_or_default());
+                    let done = tokio::task::spawn_blocking(move || {
+                        (0..PARTITIONS).all(|p| committed_on(&brokers, "handover", p) == Some(ends[p as usize]))
+                    })
+                    .await
+                    .unwrap();
+                    if done {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    second.shutdown.cancel();
+    let second_summary = tokio::time::timeout(STOP_DEADLINE, run_second)
+        .await
+        .expect("the second daemon stopped in time")
+        .unwrap_or_else(|e| panic!("the second daemon failed: {e:#}"));
+    feeder.await.unwrap();
+    let first_summary = first_summary.unwrap();
+    assert!(first_summary.events > 0 && second_summary.events > 0, "{first_summary:?} {second_summary:?}");
+    assert_complete(&brokers, &lines, &want, "handover").await;
 }
 
 // ---------------------------------------------------------------------------
