@@ -811,7 +811,7 @@ async fn a_redis_refusing_writes_mid_stream_pauses_the_lanes_and_loses_nothing()
 
 /// Two daemons in one consumer group, as in a rolling update: the second
 /// joins while the first is scoring a backlog, so the cooperative rebalance
-/// takes partitions from the first with batches of theirs in flight; then
+/// takes partitions from the first while it is still scoring them; then
 /// the first stops and the second takes everything. Both write to the same
 /// output partitions meanwhile. Every reward and dead letter must come out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
